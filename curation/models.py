@@ -1,0 +1,331 @@
+"""The data of the LimRank-Synthesizer pipeline and its human verification."""
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+from limrank_app.jobs import JobState
+
+
+class Persona(models.Model):
+    text = models.TextField()
+    domain = models.CharField(max_length=64, blank=True, db_index=True)
+    source = models.CharField(max_length=64, blank=True, help_text="personahub, demo, manual, ...")
+    text_hash = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self):
+        return self.text[:80]
+
+
+class SeedQuery(models.Model):
+    external_id = models.CharField(max_length=64, blank=True, db_index=True, help_text="e.g. the MS MARCO qid")
+    text = models.TextField()
+    source = models.CharField(max_length=64, blank=True, help_text="msmarco, demo, ...")
+    text_hash = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name_plural = "seed queries"
+
+    def __str__(self):
+        return self.text[:80]
+
+
+class PromptTemplate(models.Model):
+    class Name(models.TextChoices):
+        REWRITE = "rewrite", "Rewrite seed query for a persona"
+        POSITIVE = "positive", "Write a positive passage"
+        HARD_NEGATIVE = "hard_negative", "Write hard-negative passages"
+        REASONER = "reasoner", "Reason about relevance and judge"
+
+    name = models.CharField(max_length=32, choices=Name.choices)
+    version = models.PositiveIntegerField()
+    text = models.TextField(help_text="Python str.format template; fields depend on the prompt.")
+    notes = models.TextField(blank=True)
+    is_active = models.BooleanField(default=True, help_text="the version new runs use")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["name", "version"], name="prompt_name_version_unique")]
+        ordering = ["name", "-version"]
+
+    def __str__(self):
+        return f"{self.name} v{self.version}"
+
+
+class Dataset(models.Model):
+    """A collection of examples under review, like an Argilla dataset or a Label Studio project."""
+
+    name = models.CharField(max_length=120, unique=True)
+    description = models.TextField(blank=True)
+    guidelines = models.TextField(blank=True, help_text="shown to reviewers beside every example (Markdown)")
+    reviews_required = models.PositiveSmallIntegerField(default=1, help_text="reviewers per example (overlap)")
+    claim_minutes = models.PositiveSmallIntegerField(default=15, help_text="how long a claim holds")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self):
+        return self.name
+
+
+class GenerationRun(JobState):
+    """One run of the synthesizer: seeds x personas -> queries -> passages -> judged examples."""
+
+    name = models.CharField(max_length=200, blank=True)
+    dataset = models.ForeignKey(Dataset, null=True, blank=True, on_delete=models.SET_NULL, related_name="generation_runs")
+    params = models.JSONField(default=dict, blank=True, help_text="n_seeds, n_personas, random_seed, in_flight, consistency_k, models")
+    stats = models.JSONField(default=dict, blank=True, help_text="calls, tokens, cost, kept, filtered, failed")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+
+    def __str__(self):
+        return self.name or f"run {self.pk}"
+
+
+class GeneratedQuery(models.Model):
+    class Variant(models.TextChoices):
+        ORIGINAL = "original", "Original"
+        DAILY_LIFE = "daily_life", "Daily life"
+        EXPERT = "expert", "Expert domain"
+
+    seed = models.ForeignKey(SeedQuery, null=True, blank=True, on_delete=models.SET_NULL, related_name="generated")
+    persona = models.ForeignKey(Persona, null=True, blank=True, on_delete=models.SET_NULL, related_name="queries")
+    variant = models.CharField(max_length=16, choices=Variant.choices, default=Variant.ORIGINAL, db_index=True)
+    domain = models.CharField(max_length=64, blank=True, db_index=True)
+    text = models.TextField()
+    instruction = models.TextField(blank=True, help_text="instruction-following data: appended to the query in prompts")
+    generation_run = models.ForeignKey(GenerationRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="queries")
+    prompt = models.ForeignKey(PromptTemplate, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    text_hash = models.CharField(max_length=64, db_index=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name_plural = "generated queries"
+        constraints = [
+            # A resumed run never writes the same (seed, persona, variant) twice.
+            models.UniqueConstraint(
+                fields=["generation_run", "seed", "persona", "variant"],
+                condition=models.Q(generation_run__isnull=False),
+                name="genquery_run_item_unique",
+            )
+        ]
+
+    def __str__(self):
+        return self.text[:80]
+
+
+class Passage(models.Model):
+    class Kind(models.TextChoices):
+        POSITIVE = "positive", "Positive"
+        HARD_NEGATIVE = "hard_negative", "Hard negative"
+        CORPUS = "corpus", "Corpus"
+
+    title = models.CharField(max_length=500, blank=True)
+    text = models.TextField()
+    kind = models.CharField(max_length=16, choices=Kind.choices, db_index=True)
+    source = models.CharField(max_length=64, blank=True, help_text="synthetic, msmarco, rank1, ...")
+    query = models.ForeignKey(GeneratedQuery, null=True, blank=True, on_delete=models.SET_NULL, related_name="passages")
+    prompt = models.ForeignKey(PromptTemplate, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    text_hash = models.CharField(max_length=64, db_index=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self):
+        return (self.title or self.text)[:80]
+
+
+class Example(models.Model):
+    """A (query, passage) pair with its intended label, the reasoner's trace and judgment."""
+
+    class Origin(models.TextChoices):
+        SYNTHETIC = "synthetic", "Synthetic"
+        RANK1 = "rank1", "Rank1"
+        IMPORTED = "imported", "Imported"
+
+    class Status(models.TextChoices):
+        GENERATED = "generated", "Generated"
+        FILTERED_OUT = "filtered_out", "Filtered out"
+        PENDING_REVIEW = "pending_review", "Pending review"
+        IN_ADJUDICATION = "in_adjudication", "In adjudication"
+        APPROVED = "approved", "Approved"
+        REJECTED = "rejected", "Rejected"
+
+    dataset = models.ForeignKey(Dataset, null=True, blank=True, on_delete=models.SET_NULL, related_name="examples")
+    query = models.ForeignKey(GeneratedQuery, on_delete=models.PROTECT, related_name="examples")
+    passage = models.ForeignKey(Passage, on_delete=models.PROTECT, related_name="examples")
+    intended_label = models.BooleanField(help_text="True: the passage should be relevant")
+    reasoning_trace = models.TextField(blank=True)
+    reasoner_judgment = models.BooleanField(null=True, blank=True)
+    judgment_votes = models.JSONField(default=list, blank=True, help_text="the k reasoner samples' judgments")
+    origin = models.CharField(max_length=16, choices=Origin.choices, default=Origin.SYNTHETIC, db_index=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.GENERATED, db_index=True)
+    filter_reason = models.CharField(max_length=200, blank=True)
+    generation_run = models.ForeignKey(GenerationRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="examples")
+    prompt_versions = models.JSONField(default=dict, blank=True, help_text='{"rewrite": 1, "positive": 2, ...}')
+    reasoner_model = models.CharField(max_length=200, blank=True)
+    content_hash = models.CharField(max_length=64, unique=True)
+    reviews_done = models.PositiveSmallIntegerField(default=0, help_text="non-undone reviews so far")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["dataset", "status", "id"], name="example_queue_idx"),
+            models.Index(fields=["origin", "status"], name="example_origin_status_idx"),
+        ]
+
+    def __str__(self):
+        return f"example {self.pk}"
+
+    @property
+    def judgment_agrees(self) -> bool | None:
+        if self.reasoner_judgment is None:
+            return None
+        return self.reasoner_judgment == self.intended_label
+
+
+class ReviewClaim(models.Model):
+    """A reviewer's hold on an example (one review slot) until it expires or is submitted."""
+
+    example = models.ForeignKey(Example, on_delete=models.CASCADE, related_name="claims")
+    reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="review_claims")
+    claimed_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["example", "reviewer"], name="claim_example_reviewer_unique")]
+
+
+class Review(models.Model):
+    class Decision(models.TextChoices):
+        APPROVE = "approve", "Approve"
+        REJECT = "reject", "Reject"
+
+    example = models.ForeignKey(Example, on_delete=models.CASCADE, related_name="reviews")
+    reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="reviews")
+    decision = models.CharField(max_length=8, choices=Decision.choices, db_index=True)
+    edits = models.JSONField(default=dict, blank=True, help_text="field -> new value, applied as a revision")
+    reason = models.CharField(max_length=200, blank=True)
+    reason_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    seconds_spent = models.FloatField(default=0)
+    is_adjudication = models.BooleanField(default=False)
+    undone = models.BooleanField(default=False, db_index=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["example", "reviewer"],
+                condition=models.Q(undone=False, is_adjudication=False),
+                name="review_one_live_per_reviewer",
+            )
+        ]
+
+    def __str__(self):
+        return f"{self.reviewer} {self.decision} example {self.example_id}"
+
+
+class ExampleRevision(models.Model):
+    """An edit of an example: what changed, from what, by whom."""
+
+    example = models.ForeignKey(Example, on_delete=models.CASCADE, related_name="revisions")
+    editor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL)
+    review = models.ForeignKey(Review, null=True, blank=True, on_delete=models.SET_NULL, related_name="revisions")
+    changes = models.JSONField(help_text='{"field": {"old": ..., "new": ...}}')
+    created_at = models.DateTimeField(auto_now_add=True)
+
+
+class LLMCall(models.Model):
+    class Role(models.TextChoices):
+        GENERATOR = "generator", "Generator"
+        REASONER = "reasoner", "Reasoner"
+
+    generation_run = models.ForeignKey(GenerationRun, null=True, blank=True, on_delete=models.CASCADE, related_name="llm_calls")
+    role = models.CharField(max_length=16, choices=Role.choices)
+    purpose = models.CharField(max_length=32, blank=True, help_text="rewrite, positive, hard_negative, reasoner")
+    model = models.CharField(max_length=200)
+    prompt = models.ForeignKey(PromptTemplate, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    prompt_version = models.PositiveIntegerField(null=True, blank=True)
+    item_key = models.CharField(max_length=200, blank=True, db_index=True, help_text="which work item made this call")
+    tokens_in = models.PositiveIntegerField(default=0)
+    tokens_out = models.PositiveIntegerField(default=0)
+    latency_ms = models.PositiveIntegerField(default=0)
+    cost_usd = models.DecimalField(max_digits=12, decimal_places=6, default=0)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        verbose_name = "LLM call"
+
+
+class DatasetVersion(models.Model):
+    """A frozen, hashed selection of examples: built from a filter and a mixing recipe."""
+
+    class Status(models.TextChoices):
+        BUILDING = "building", "Building"
+        READY = "ready", "Ready"
+        FAILED = "failed", "Failed"
+
+    dataset = models.ForeignKey(Dataset, on_delete=models.PROTECT, related_name="versions")
+    version = models.PositiveIntegerField()
+    name = models.CharField(max_length=200, blank=True)
+    filters = models.JSONField(default=dict, blank=True, help_text='e.g. {"status": "approved"}')
+    recipe = models.JSONField(default=dict, blank=True, help_text='e.g. {"seed": 12345, "mix": {"rank1": 14000, "synthetic": 6000}}')
+    content_hash = models.CharField(max_length=64, blank=True, db_index=True)
+    example_count = models.PositiveIntegerField(default=0)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.BUILDING)
+    error = models.TextField(blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["dataset", "version"], name="datasetversion_unique")]
+        ordering = ["dataset", "-version"]
+
+    def __str__(self):
+        return f"{self.dataset.name} v{self.version}"
+
+
+class DatasetVersionMember(models.Model):
+    """One example of a version, with its content frozen at build time (later edits don't leak in)."""
+
+    version = models.ForeignKey(DatasetVersion, on_delete=models.CASCADE, related_name="members")
+    example = models.ForeignKey(Example, on_delete=models.PROTECT, related_name="+")
+    position = models.PositiveIntegerField()
+    query_text = models.TextField()
+    instruction = models.TextField(blank=True)
+    passage_title = models.CharField(max_length=500, blank=True)
+    passage_text = models.TextField()
+    reasoning_trace = models.TextField(blank=True)
+    label = models.BooleanField()
+    origin = models.CharField(max_length=16)
+    variant = models.CharField(max_length=16, blank=True)
+    domain = models.CharField(max_length=64, blank=True)
+    content_hash = models.CharField(max_length=64)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["version", "position"], name="member_position_unique"),
+            models.UniqueConstraint(fields=["version", "example"], name="member_example_unique"),
+        ]
+        ordering = ["version", "position"]
+
+
+class ApiToken(models.Model):
+    """A per-user API token; only its hash is stored. Scope: read-only or read-write."""
+
+    class Scope(models.TextChoices):
+        READ = "read", "Read only"
+        WRITE = "write", "Read and write"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=100)
+    prefix = models.CharField(max_length=12, db_index=True)
+    key_hash = models.CharField(max_length=64, unique=True)
+    scope = models.CharField(max_length=8, choices=Scope.choices, default=Scope.READ)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self):
+        return f"{self.name} ({self.prefix}…)"

@@ -1,0 +1,35 @@
+"""Reads of curation data. Views, API and tasks read through here."""
+from __future__ import annotations
+
+from django.db.models import Count, QuerySet
+
+from .models import Dataset, Example
+
+
+def example_list(*, filters: dict | None = None) -> QuerySet[Example]:
+    qs = Example.objects.select_related("query", "query__persona", "passage", "dataset").order_by("id")
+    filters = filters or {}
+    if filters.get("status"):
+        qs = qs.filter(status=filters["status"])
+    if filters.get("origin"):
+        qs = qs.filter(origin=filters["origin"])
+    if filters.get("dataset"):
+        qs = qs.filter(dataset_id=filters["dataset"])
+    return qs
+
+
+def example_status_counts(*, dataset: Dataset | None = None) -> dict[str, int]:
+    qs = Example.objects.all() if dataset is None else Example.objects.filter(dataset=dataset)
+    return {row["status"]: row["n"] for row in qs.values("status").annotate(n=Count("id"))}
+
+
+def home_summary(*, user, admin: bool) -> dict:
+    counts = example_status_counts()
+    return {
+        "pending": counts.get(Example.Status.PENDING_REVIEW, 0),
+        "approved": counts.get(Example.Status.APPROVED, 0),
+        "rejected": counts.get(Example.Status.REJECTED, 0),
+        "total": sum(counts.values()),
+        "my_reviews": user.reviews.filter(undone=False).count(),
+        "datasets": list(Dataset.objects.annotate(n=Count("examples")).order_by("name")),
+    }

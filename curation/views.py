@@ -1,0 +1,20 @@
+from django.core.paginator import Paginator
+from django.shortcuts import get_object_or_404, render
+
+from limrank_app.roles import reviewer_required
+
+from . import selectors
+from .models import Example
+
+
+@reviewer_required
+def example_list(request):
+    filters = {k: request.GET.get(k, "") for k in ("status", "origin", "dataset")}
+    page = Paginator(selectors.example_list(filters=filters), 50).get_page(request.GET.get("page"))
+    return render(request, "curation/example_list.html", {"page": page, "filters": filters, "statuses": Example.Status.choices, "origins": Example.Origin.choices})
+
+
+@reviewer_required
+def example_detail(request, pk: int):
+    example = get_object_or_404(selectors.example_list(), pk=pk)
+    return render(request, "curation/example_detail.html", {"example": example})

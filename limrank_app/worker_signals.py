@@ -1,0 +1,64 @@
+"""Worker lifecycle: a heartbeat thread for /healthz, and recovery of jobs orphaned by a killed worker."""
+from __future__ import annotations
+
+import logging
+import threading
+
+from celery import signals
+
+log = logging.getLogger(__name__)
+_stop = threading.Event()
+# Job models whose stale 'running' rows are re-enqueued at worker start: "app_label.Model" -> task name.
+RECOVERABLE_JOBS = {
+    "curation.GenerationRun": "curation.tasks.generation_run_execute_task",
+    "training.TrainingJob": "training.tasks.training_job_execute_task",
+    "evaluation.EvalRun": "evaluation.tasks.eval_run_execute_task",
+}
+
+
+def _hostname(sender) -> str:
+    return getattr(sender, "hostname", None) or str(sender)
+
+
+def _beat(hostname: str, queues: str, interval: float) -> None:
+    from django.db import close_old_connections
+
+    from limrank_app.services import worker_heartbeat_record
+
+    while not _stop.wait(interval):
+        try:
+            worker_heartbeat_record(hostname=hostname, queues=queues)
+        except Exception:  # the DB may be briefly away; keep beating
+            log.exception("heartbeat failed")
+        finally:
+            close_old_connections()
+
+
+@signals.worker_ready.connect
+def on_worker_ready(sender=None, **kwargs):
+    from django.conf import settings
+
+    from limrank_app.services import job_orphans_requeue, worker_heartbeat_record
+
+    hostname = _hostname(sender)
+    queues = ",".join(sorted(q.name for q in sender.app.amqp.queues.consume_from.values())) if sender else ""
+    worker_heartbeat_record(hostname=hostname, queues=queues, started=True)
+    _stop.clear()
+    threading.Thread(
+        target=_beat, args=(hostname, queues, settings.LIMRANK_WORKER_HEARTBEAT_SECONDS), daemon=True
+    ).start()
+    try:
+        job_orphans_requeue(recoverable=RECOVERABLE_JOBS)
+    except Exception:
+        log.exception("orphan recovery failed")
+
+
+@signals.worker_shutdown.connect
+def on_worker_shutdown(sender=None, **kwargs):
+    from limrank_app.services import worker_heartbeat_stop
+
+    _stop.set()
+    try:
+        worker_heartbeat_stop(hostname=_hostname(sender))
+    except Exception:
+        log.exception("could not mark worker stopped")

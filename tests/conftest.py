@@ -1,0 +1,93 @@
+"""Shared fixtures: users by role, a logged-in client per role, and a real Celery worker."""
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+
+import pytest
+
+from tests import factories
+
+SHARED = Path(os.environ.get("LIMRANK_SHARED_DIR", Path(__file__).resolve().parents[2] / "shared"))
+SHARED_DATA = SHARED / "data"
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    if not SHARED_DATA.exists():
+        pytest.skip(f"../shared/data not found at {SHARED_DATA}")
+    return SHARED_DATA
+
+
+@pytest.fixture
+def reviewer_user(db):
+    return factories.reviewer(username="rita")
+
+
+@pytest.fixture
+def admin_user(db):
+    return factories.admin(username="ada")
+
+
+@pytest.fixture
+def reviewer_client(client, reviewer_user):
+    client.force_login(reviewer_user)
+    return client
+
+
+@pytest.fixture
+def admin_client(client, admin_user):
+    client.force_login(admin_user)
+    return client
+
+
+@contextlib.contextmanager
+def celery_worker(broker_url: str, *, queues=("default", "llm", "gpu"), concurrency: int = 1, pool: str = "threads"):
+    """A real worker on the project's app against the given broker (no eager mode)."""
+    from celery.contrib.testing.worker import start_worker
+
+    from limrank_app.celery import app
+
+    old = app.conf.broker_url
+    app.conf.broker_url = broker_url
+    app.pool.force_close_all()
+    app._pool = None
+    try:
+        with start_worker(
+            app, concurrency=concurrency, pool=pool, perform_ping_check=False, loglevel="WARNING",
+            queues=list(queues), shutdown_timeout=30,
+        ) as worker:
+            yield worker
+    finally:
+        app.conf.broker_url = old
+        app.pool.force_close_all()
+        app._pool = None
+
+
+def redis_url() -> str:
+    return os.environ.get("LIMRANK_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+def redis_available() -> bool:
+    import redis
+
+    try:
+        return bool(redis.Redis.from_url(redis_url(), socket_connect_timeout=1).ping())
+    except Exception:
+        return False
+
+
+@pytest.fixture(params=["redis", "sqlite"])
+def broker_url(request, tmp_path):
+    """Both brokers the studio supports: real Redis and kombu's SQLAlchemy transport on a SQLite file."""
+    if request.param == "redis":
+        if not redis_available():
+            if os.environ.get("CI"):
+                pytest.fail("Redis is not reachable in CI")
+            pytest.skip("Redis not reachable")
+        import redis
+
+        redis.Redis.from_url(redis_url()).flushdb()
+        return redis_url()
+    return f"sqla+sqlite:///{tmp_path / 'broker.sqlite3'}"
