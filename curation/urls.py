@@ -1,9 +1,9 @@
 from django.urls import path
 
-from . import views
+from .views import examples
 
 app_name = "curation"
 urlpatterns = [
-    path("examples/", views.example_list, name="example_list"),
-    path("examples/<int:pk>/", views.example_detail, name="example_detail"),
+    path("examples/", examples.example_list, name="example_list"),
+    path("examples/<int:pk>/", examples.example_detail, name="example_detail"),
 ]

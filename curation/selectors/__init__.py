@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from django.db.models import Count, QuerySet
 
-from .models import Dataset, Example
+from curation.models import Dataset, Example
 
 
 def example_list(*, filters: dict | None = None) -> QuerySet[Example]:

@@ -3,8 +3,8 @@ from django.shortcuts import get_object_or_404, render
 
 from limrank_app.roles import reviewer_required
 
-from . import selectors
-from .models import Example
+from curation import selectors
+from curation.models import Example
 
 
 @reviewer_required
