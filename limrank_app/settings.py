@@ -25,6 +25,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "django_filters",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI assets served locally: /api/docs/ works offline
     "limrank_app",
     "curation",
     "training",
@@ -88,6 +89,7 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = env.str("STATIC_ROOT", default=str(VAR_DIR / "staticfiles"))
+Path(STATIC_ROOT).mkdir(parents=True, exist_ok=True)
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
@@ -122,6 +124,18 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Synthesize, verify, curate, train on and benchmark reasoning-reranker data.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # The schema and Swagger UI are for studio users (session or token), like every other endpoint.
+    "SERVE_PERMISSIONS": ["limrank_app.api.permissions.IsReviewer"],
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "ExampleStatusEnum": "curation.models.Example.Status",
+        "ExampleOriginEnum": "curation.models.Example.Origin",
+        "JobStatusEnum": "limrank_app.jobs.JobStatus",
+        "DatasetVersionStatusEnum": "curation.models.DatasetVersion.Status",
+    },
 }
 
 # Celery: Redis in production, kombu's SQLAlchemy transport on a SQLite file by default.
@@ -140,7 +154,11 @@ CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_IGNORE_RESULT = True
 # Longer than the longest job, so Redis does not redeliver a running training job.
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=12 * 3600)}
+# (Redis only: kombu's SQLAlchemy transport hands its options to create_engine.)
+CELERY_BROKER_TRANSPORT_OPTIONS = (
+    {"visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=12 * 3600)}
+    if CELERY_BROKER_URL.startswith(("redis://", "rediss://")) else {}
+)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # A running job whose heartbeat is older than this is taken to belong to a dead worker.
 LIMRANK_JOB_LEASE_SECONDS = env.int("LIMRANK_JOB_LEASE_SECONDS", default=120)

@@ -5,6 +5,7 @@ import logging
 import threading
 
 from celery import signals
+from celery.contrib.testing.worker import test_worker_started, test_worker_stopped
 
 log = logging.getLogger(__name__)
 _stop = threading.Event()
@@ -34,14 +35,12 @@ def _beat(hostname: str, queues: str, interval: float) -> None:
             close_old_connections()
 
 
-@signals.worker_ready.connect
-def on_worker_ready(sender=None, **kwargs):
+def _started(hostname: str, app) -> None:
     from django.conf import settings
 
     from limrank_app.services import job_orphans_requeue, worker_heartbeat_record
 
-    hostname = _hostname(sender)
-    queues = ",".join(sorted(q.name for q in sender.app.amqp.queues.consume_from.values())) if sender else ""
+    queues = ",".join(sorted(app.amqp.queues.consume_from)) if app is not None else ""
     worker_heartbeat_record(hostname=hostname, queues=queues, started=True)
     _stop.clear()
     threading.Thread(
@@ -53,12 +52,34 @@ def on_worker_ready(sender=None, **kwargs):
         log.exception("orphan recovery failed")
 
 
-@signals.worker_shutdown.connect
-def on_worker_shutdown(sender=None, **kwargs):
+def _stopped(hostname: str) -> None:
     from limrank_app.services import worker_heartbeat_stop
 
     _stop.set()
     try:
-        worker_heartbeat_stop(hostname=_hostname(sender))
+        worker_heartbeat_stop(hostname=hostname)
     except Exception:
         log.exception("could not mark worker stopped")
+
+
+@signals.worker_ready.connect
+def on_worker_ready(sender=None, **kwargs):
+    # sender is the worker's Consumer
+    _started(sender.hostname, sender.app)
+
+
+@signals.worker_shutdown.connect
+def on_worker_shutdown(sender=None, **kwargs):
+    _stopped(_hostname(sender))
+
+
+# The embedded test worker (celery.contrib.testing) sends its own signals instead of worker_ready.
+@test_worker_started.connect
+def on_test_worker_started(sender=None, worker=None, consumer=None, **kwargs):
+    _started(consumer.hostname, sender)
+
+
+@test_worker_stopped.connect
+def on_test_worker_stopped(sender=None, worker=None, **kwargs):
+    if worker is not None:
+        _stopped(worker.hostname)

@@ -49,8 +49,9 @@ def celery_worker(broker_url: str, *, queues=("default", "llm", "gpu"), concurre
 
     from limrank_app.celery import app
 
-    old = app.conf.broker_url
+    old, old_options = app.conf.broker_url, app.conf.broker_transport_options
     app.conf.broker_url = broker_url
+    app.conf.broker_transport_options = {"visibility_timeout": 3600} if broker_url.startswith("redis") else {}
     app.pool.force_close_all()
     app._pool = None
     try:
@@ -60,7 +61,7 @@ def celery_worker(broker_url: str, *, queues=("default", "llm", "gpu"), concurre
         ) as worker:
             yield worker
     finally:
-        app.conf.broker_url = old
+        app.conf.broker_url, app.conf.broker_transport_options = old, old_options
         app.pool.force_close_all()
         app._pool = None
 

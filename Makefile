@@ -1,0 +1,66 @@
+# LimRank Studio. `make run` for a new user (SQLite + embedded broker, no servers); `make test` runs the suite.
+PY ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 8000
+export DJANGO_SETTINGS_MODULE := limrank_app.settings
+export HF_HUB_OFFLINE ?= 1
+
+.PHONY: run test install install-dev migrate demo web worker browsers check bench clean
+
+$(BIN)/python:
+	@command -v $(PY) >/dev/null 2>&1 || { echo "Python 3.11 is needed ($(PY) not found); set PY=..."; exit 1; }
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(VENV)/.installed: requirements.txt $(BIN)/python
+	$(BIN)/pip install -q -r requirements.txt
+	touch $@
+
+$(VENV)/.installed-dev: requirements-dev.txt requirements.txt $(VENV)/.installed
+	$(BIN)/pip install -q -r requirements-dev.txt
+	touch $@
+
+install: $(VENV)/.installed
+install-dev: $(VENV)/.installed-dev
+
+migrate: install
+	$(BIN)/python manage.py migrate --noinput
+
+demo: migrate
+	$(BIN)/python manage.py load_demo
+
+# The web server and one Celery worker on every queue; Ctrl-C stops both.
+run: demo
+	@echo "LimRank Studio on http://$(HOST):$(PORT)/  (worker: queues default,llm,gpu)"
+	@trap 'kill 0' INT TERM EXIT; \
+	$(BIN)/celery -A limrank_app worker -Q default,llm,gpu -c 1 --loglevel=INFO & \
+	$(BIN)/python manage.py runserver $(HOST):$(PORT) --noreload & \
+	wait
+
+web: migrate
+	$(BIN)/python manage.py runserver $(HOST):$(PORT)
+
+worker: install
+	$(BIN)/celery -A limrank_app worker -Q $${QUEUES:-default,llm,gpu} -c $${CONCURRENCY:-1} --loglevel=INFO
+
+# Debian's Chromium for the browser tests (never a downloaded browser).
+browsers:
+	@test -x /usr/bin/chromium || { (apt-get update -qq && apt-get install -y -qq chromium chromium-driver) || echo "install chromium and chromium-driver with apt to run the browser tests"; }
+
+# The whole suite. DATABASE_URL / CELERY_BROKER_URL choose PostgreSQL / Redis; default is SQLite.
+test: install-dev browsers
+	$(BIN)/python manage.py makemigrations --check --dry-run
+	HF_HUB_OFFLINE=1 $(BIN)/pytest $(PYTEST_ARGS)
+
+check: install
+	$(BIN)/python manage.py check
+
+bench: install-dev
+	$(BIN)/python bench/generation.py
+	$(BIN)/python bench/review_api.py
+	$(BIN)/python bench/export.py
+
+clean:
+	rm -rf var/ .pytest_cache test-artifacts
