@@ -301,6 +301,10 @@ class DatasetVersionMember(models.Model):
     origin = models.CharField(max_length=16)
     variant = models.CharField(max_length=16, blank=True)
     domain = models.CharField(max_length=64, blank=True)
+    # Provenance frozen with the content: exports and datasheets never read the (editable) example.
+    reasoner_judgment = models.BooleanField(null=True, blank=True)
+    reasoner_model = models.CharField(max_length=200, blank=True)
+    prompt_versions = models.JSONField(default=dict, blank=True)
     content_hash = models.CharField(max_length=64)
 
     class Meta:

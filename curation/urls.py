@@ -1,9 +1,42 @@
 from django.urls import path
 
-from .views import examples
+from .views import datasets, examples, tokens
+from .views import review
+from .views import imports as import_views, prompts as prompt_views, runs as run_views
 
 app_name = "curation"
 urlpatterns = [
     path("examples/", examples.example_list, name="example_list"),
     path("examples/<int:pk>/", examples.example_detail, name="example_detail"),
+    # API tokens and dataset versions (curation/views/tokens.py, curation/views/datasets.py).
+    path("account/tokens/", tokens.token_list, name="token_list"),
+    path("account/tokens/<int:pk>/revoke/", tokens.token_revoke, name="token_revoke"),
+    path("datasets/versions/", datasets.version_list, name="version_list"),
+    path("datasets/versions/new/", datasets.version_build, name="version_build"),
+    path("datasets/versions/<int:pk>/", datasets.version_detail, name="version_detail"),
+    # The reviewer's workbench (curation/views/review.py): a queue per dataset or per generation run.
+    path("review/", review.review_index, name="review_index"),
+    path("review/dashboard/", review.review_dashboard, name="review_dashboard"),
+    path("review/adjudicate/", review.review_adjudicate, name="review_adjudicate"),
+    path("review/browse/", review.review_browse, name="review_browse"),
+    path("review/quality/", review.review_quality, name="review_quality"),
+    path("review/<int:scope_id>/", review.review_queue, name="review_queue"),
+    path("review/<int:scope_id>/next/", review.review_next, name="review_next"),
+    path("review/<int:scope_id>/undo/", review.review_undo, name="review_undo"),
+    path("review/<int:scope_id>/examples/<int:example_id>/decide/", review.review_decide, name="review_decide"),
+    path("review/<int:scope_id>/examples/<int:example_id>/skip/", review.review_skip, name="review_skip"),
+    path("review/run/<int:scope_id>/", review.review_queue, {"kind": "run"}, name="review_run_queue"),
+    path("review/run/<int:scope_id>/next/", review.review_next, {"kind": "run"}, name="review_run_next"),
+    path("review/run/<int:scope_id>/undo/", review.review_undo, {"kind": "run"}, name="review_run_undo"),
+    path("review/run/<int:scope_id>/examples/<int:example_id>/decide/", review.review_decide, {"kind": "run"}, name="review_run_decide"),
+    path("review/run/<int:scope_id>/examples/<int:example_id>/skip/", review.review_skip, {"kind": "run"}, name="review_run_skip"),
+    # The synthesizer (admins): generation runs, prompt versions, imports (curation/views/runs.py, prompts.py, imports.py).
+    path("runs/", run_views.run_list, name="run_list"),
+    path("runs/<int:pk>/", run_views.run_detail, name="run_detail"),
+    path("runs/<int:pk>/cancel/", run_views.run_cancel, name="run_cancel"),
+    path("runs/<int:pk>/resume/", run_views.run_resume, name="run_resume"),
+    path("prompts/", prompt_views.prompt_list, name="prompt_list"),
+    path("prompts/<str:name>/edit/", prompt_views.prompt_edit, name="prompt_edit"),
+    path("prompts/versions/<int:pk>/activate/", prompt_views.prompt_activate_view, name="prompt_activate"),
+    path("imports/", import_views.import_upload, name="import_upload"),
 ]

@@ -54,6 +54,10 @@ def celery_worker(broker_url: str, *, queues=("default", "llm", "gpu"), concurre
     app.conf.broker_transport_options = {"visibility_timeout": 3600} if broker_url.startswith("redis") else {}
     app.pool.force_close_all()
     app._pool = None
+    app.amqp._producer_pool = None  # it holds the pool closed above: .delay() would fail with "closed pool"
+    from kombu import pools as kombu_pools
+
+    kombu_pools.reset()  # kombu's global producer registry still maps this broker to the closed pool
     try:
         with start_worker(
             app, concurrency=concurrency, pool=pool, perform_ping_check=False, loglevel="WARNING",
@@ -64,6 +68,7 @@ def celery_worker(broker_url: str, *, queues=("default", "llm", "gpu"), concurre
         app.conf.broker_url, app.conf.broker_transport_options = old, old_options
         app.pool.force_close_all()
         app._pool = None
+        app.amqp._producer_pool = None
 
 
 def redis_url() -> str:

@@ -137,3 +137,19 @@ class RerankerModelFactory(factory.django.DjangoModelFactory):
 
     name = factory.Sequence(lambda n: f"model-{n}")
     kind = em.RerankerModel.Kind.BM25
+
+
+# ---- review workbench (curation/services/review.py)
+class ReviewFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = cm.Review
+
+    example = factory.SubFactory(ExampleFactory)
+    reviewer = factory.SubFactory(UserFactory, role=REVIEWER)
+    decision = cm.Review.Decision.APPROVE
+
+
+def review_dataset(*, n: int = 3, reviews_required: int = 1, **kw):
+    """A dataset with n examples waiting for review."""
+    ds = DatasetFactory(reviews_required=reviews_required, **kw)
+    return ds, ExampleFactory.create_batch(n, dataset=ds)

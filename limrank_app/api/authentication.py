@@ -29,3 +29,23 @@ class ApiTokenAuthentication(authentication.BaseAuthentication):
 
     def authenticate_header(self, request):
         return "Bearer"
+
+
+try:
+    from drf_spectacular.extensions import OpenApiAuthenticationExtension
+
+    class ApiTokenScheme(OpenApiAuthenticationExtension):
+        """Documents the token in the schema, so Swagger UI's Authorize button takes it."""
+
+        target_class = "limrank_app.api.authentication.ApiTokenAuthentication"
+        name = "ApiToken"
+
+        def get_security_definition(self, auto_schema):
+            return {
+                "type": "http",
+                "scheme": "bearer",
+                "description": "A personal API token (create one at /account/tokens/): `Authorization: Bearer lrs_...`. "
+                "Read-only tokens may only use GET/HEAD/OPTIONS.",
+            }
+except ImportError:  # drf-spectacular is a runtime dependency; the guard only keeps this module importable alone
+    pass

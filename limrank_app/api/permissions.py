@@ -40,3 +40,16 @@ class ReviewerReadAdminWrite(permissions.BasePermission):
         if not (request.user and user_is_reviewer(request.user) and _token_allows(request)):
             return False
         return request.method in permissions.SAFE_METHODS or user_is_admin(request.user)
+
+
+class OwnerOrAdmin(permissions.BasePermission):
+    """Object level: a reviewer acts on their own objects (`reviewer` or `user` attribute), an admin on all.
+    Combine with IsReviewer for the role and token-scope check."""
+
+    message = "This belongs to another user."
+
+    def has_object_permission(self, request, view, obj):
+        if user_is_admin(request.user):
+            return True
+        owner_id = getattr(obj, "reviewer_id", None) or getattr(obj, "user_id", None)
+        return owner_id is not None and owner_id == request.user.pk

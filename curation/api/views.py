@@ -1,0 +1,260 @@
+"""Curation REST resources. Thin: serializers validate, services write, selectors read."""
+from __future__ import annotations
+
+import json
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.http import HttpResponseNotModified, StreamingHttpResponse
+from django.utils.http import parse_etags
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import APIException, ValidationError
+from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.renderers import BaseRenderer, JSONRenderer
+from rest_framework.response import Response
+
+from curation import exports
+from curation.api import filters
+from curation.api import serializers as s
+from curation.models import DatasetVersion, GenerationRun, Persona, Review, SeedQuery
+from curation.selectors import datasets as dataset_selectors
+from curation.selectors import example_list
+from curation.services import datasets as dataset_services
+from curation.services import imports
+from limrank_app.api.permissions import IsAdmin, IsReviewer, ReviewerReadAdminWrite
+from limrank_app.roles import user_is_admin
+
+
+def _django_errors(exc: DjangoValidationError) -> dict:
+    return exc.message_dict if hasattr(exc, "error_dict") else {"detail": exc.messages}
+
+
+class ImportActionMixin:
+    """`POST .../import/` with a multipart JSONL file: all-or-nothing, 400 naming the line and field."""
+
+    def _import(self, request, fn, **kwargs):
+        upload = kwargs.pop("file")
+        try:
+            result = fn(file=upload, filename=upload.name, **kwargs)
+        except imports.ImportValidationError as exc:
+            return Response(exc.as_dict(), status=status.HTTP_400_BAD_REQUEST)
+        return Response(s.ImportResultSerializer(result.as_dict()).data, status=status.HTTP_201_CREATED)
+
+
+_import_schema = dict(
+    request={"multipart/form-data": s.ImportSerializer},
+    responses={201: s.ImportResultSerializer, 400: s.ImportErrorSerializer},
+)
+
+
+@extend_schema_view(import_file=extend_schema(summary="Import personas (PersonaHub JSONL)", **_import_schema))
+class PersonaViewSet(ImportActionMixin, viewsets.ReadOnlyModelViewSet):
+    queryset = Persona.objects.all()
+    serializer_class = s.PersonaSerializer
+    permission_classes = [ReviewerReadAdminWrite]
+    filterset_class = filters.PersonaFilter
+
+    @action(detail=False, methods=["post"], url_path="import", parser_classes=[MultiPartParser, FormParser])
+    def import_file(self, request):
+        data = self._validated(s.ImportSerializer, request)
+        return self._import(request, imports.personas_import, file=data["file"], source=data["source"] or "personahub")
+
+    def _validated(self, serializer_class, request):
+        ser = serializer_class(data=request.data)
+        ser.is_valid(raise_exception=True)
+        return ser.validated_data
+
+
+@extend_schema_view(import_file=extend_schema(summary="Import seed queries (MS MARCO TSV or JSONL)", **_import_schema))
+class SeedQueryViewSet(PersonaViewSet):
+    queryset = SeedQuery.objects.all()
+    serializer_class = s.SeedQuerySerializer
+    filterset_class = filters.SeedQueryFilter
+
+    @action(detail=False, methods=["post"], url_path="import", parser_classes=[MultiPartParser, FormParser])
+    def import_file(self, request):
+        data = self._validated(s.ImportSerializer, request)
+        return self._import(request, imports.seeds_import, file=data["file"], source=data["source"])
+
+
+@extend_schema_view(
+    import_file=extend_schema(
+        summary="Import examples (Rank1 JSONL)",
+        request={"multipart/form-data": s.ExampleImportSerializer},
+        responses={201: s.ImportResultSerializer, 400: s.ImportErrorSerializer},
+    )
+)
+class ExampleViewSet(ImportActionMixin, viewsets.ReadOnlyModelViewSet):
+    serializer_class = s.ExampleSerializer
+    permission_classes = [ReviewerReadAdminWrite]
+    filterset_class = filters.ExampleFilter
+
+    def get_queryset(self):
+        return example_list().select_related("passage", "query")
+
+    @action(detail=False, methods=["post"], url_path="import", parser_classes=[MultiPartParser, FormParser])
+    def import_file(self, request):
+        ser = s.ExampleImportSerializer(data=request.data)
+        ser.is_valid(raise_exception=True)
+        d = ser.validated_data
+        return self._import(request, imports.examples_import, file=d["file"], origin=d["origin"], dataset=d["dataset"], status=d["status"])
+
+
+class ReviewViewSet(viewsets.ReadOnlyModelViewSet):
+    """Reviews: a reviewer sees their own, an admin sees all. Decisions are made through the review workbench."""
+
+    serializer_class = s.ReviewSerializer
+    permission_classes = [IsReviewer]
+    filterset_class = filters.ReviewFilter
+
+    def get_queryset(self):
+        qs = Review.objects.select_related("reviewer")
+        if getattr(self, "swagger_fake_view", False) or user_is_admin(self.request.user):
+            return qs
+        return qs.filter(reviewer=self.request.user)
+
+
+class GenerationRunViewSet(viewsets.ReadOnlyModelViewSet):
+    queryset = GenerationRun.objects.select_related("created_by")
+    serializer_class = s.GenerationRunSerializer
+    permission_classes = [IsAdmin]
+    filterset_class = filters.GenerationRunFilter
+
+
+class DatasetViewSet(mixins.CreateModelMixin, mixins.UpdateModelMixin, viewsets.ReadOnlyModelViewSet):
+    serializer_class = s.DatasetSerializer
+    permission_classes = [ReviewerReadAdminWrite]
+
+    def get_queryset(self):
+        return dataset_selectors.dataset_list().select_related("created_by").order_by("-id")
+
+    def perform_create(self, serializer):
+        try:
+            serializer.instance = dataset_services.dataset_create(created_by=self.request.user, **serializer.validated_data)
+        except DjangoValidationError as exc:
+            raise ValidationError(_django_errors(exc)) from None
+
+    def perform_update(self, serializer):
+        try:
+            serializer.instance = dataset_services.dataset_update(dataset=serializer.instance, **serializer.validated_data)
+        except DjangoValidationError as exc:
+            raise ValidationError(_django_errors(exc)) from None
+
+
+# ---------------------------------------------------------------- dataset versions and their export
+
+
+class _JsonBodyMixin:
+    charset = "utf-8"
+
+    def render(self, data, accepted_media_type=None, renderer_context=None):
+        # Only error bodies are rendered (an export answers with a streaming response of its own).
+        return json.dumps(data).encode("utf-8")
+
+
+class JSONLinesRenderer(_JsonBodyMixin, BaseRenderer):
+    media_type = "application/x-ndjson"
+    format = "jsonl"
+
+
+class Rank1Renderer(_JsonBodyMixin, BaseRenderer):
+    media_type = "application/x-ndjson"
+    format = "rank1"
+
+
+class ParquetRenderer(_JsonBodyMixin, BaseRenderer):
+    media_type = "application/vnd.apache.parquet"
+    format = "parquet"
+    charset = None
+
+
+class VersionNotReady(APIException):
+    status_code = status.HTTP_409_CONFLICT
+    default_code = "not_ready"
+
+
+class DatasetVersionViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
+    """Frozen versions: built (POST) from a filter and a mixing recipe, never changed afterwards."""
+
+    serializer_class = s.DatasetVersionSerializer
+    permission_classes = [ReviewerReadAdminWrite]
+    filterset_class = filters.DatasetVersionFilter
+
+    def get_queryset(self):
+        return dataset_selectors.dataset_version_list()
+
+    @extend_schema(
+        request=s.DatasetVersionBuildSerializer,
+        responses={201: s.DatasetVersionSerializer, 400: OpenApiResponse(description="invalid filter or recipe, or not enough examples")},
+    )
+    def create(self, request, *args, **kwargs):
+        ser = s.DatasetVersionBuildSerializer(data=request.data)
+        ser.is_valid(raise_exception=True)
+        d = ser.validated_data
+        try:
+            version = dataset_services.dataset_version_build(
+                dataset=d["dataset"], filters=d["filters"], recipe=d["recipe"], created_by=request.user, name=d["name"]
+            )
+        except DjangoValidationError as exc:
+            raise ValidationError(_django_errors(exc)) from None
+        return Response(self.get_serializer(version).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(responses=s.DatasheetSerializer, filters=False)
+    @action(detail=True, methods=["get"], pagination_class=None, filterset_class=None)
+    def datasheet(self, request, pk=None):
+        sheet = dataset_selectors.dataset_version_datasheet(version=self.get_object())
+        return Response(s.DatasheetSerializer(sheet, context={"request": request}).data)
+
+    @extend_schema(
+        summary="Export the version (streamed): JSONL with every field, Rank1 training rows, or parquet",
+        filters=False,
+        parameters=[
+            OpenApiParameter("format", str, enum=list(exports.FORMATS), description="jsonl (default), rank1 or parquet"),
+            OpenApiParameter("offset", int, description="resume: skip the first N rows (jsonl and rank1)"),
+            OpenApiParameter("If-None-Match", str, OpenApiParameter.HEADER, description="the ETag (content hash) you have: 304 if unchanged"),
+        ],
+        responses={
+            (200, "application/x-ndjson"): OpenApiTypes.BINARY,
+            (200, "application/vnd.apache.parquet"): OpenApiTypes.BINARY,
+            304: OpenApiResponse(description="the client's copy has this content hash"),
+            400: OpenApiResponse(description="bad offset"),
+            409: OpenApiResponse(description="the version is not ready"),
+        },
+    )
+    @action(
+        detail=True, methods=["get"], url_path="export", url_name="export", pagination_class=None, filterset_class=None,
+        renderer_classes=[JSONLinesRenderer, Rank1Renderer, ParquetRenderer],
+    )
+    def export(self, request, pk=None):
+        version = self.get_object()
+        fmt = request.accepted_renderer.format
+        if version.status != DatasetVersion.Status.READY:
+            raise VersionNotReady(f"version is {version.status}, not ready")
+        etag = f'"{version.content_hash}"'
+        # If-None-Match uses weak comparison: W/"x" matches "x".
+        client_tags = {t.removeprefix("W/") for t in parse_etags(request.headers.get("If-None-Match", ""))}
+        if etag in client_tags or "*" in client_tags:
+            response = HttpResponseNotModified()
+            response["ETag"] = etag
+            return response
+        offset = request.query_params.get("offset", "0")
+        if not offset.isdigit() or (fmt == "parquet" and offset != "0"):
+            raise ValidationError({"offset": "a non-negative row number (jsonl and rank1 only)"})
+        response = StreamingHttpResponse(exports.export_stream(version, fmt, start=int(offset)), content_type=exports.MEDIA_TYPES[fmt])
+        response["ETag"] = etag
+        response["Content-Disposition"] = f'attachment; filename="{exports.export_filename(version, fmt)}"'
+        response["X-Content-Hash"] = version.content_hash
+        response["X-Row-Count"] = str(max(0, version.example_count - int(offset)))
+        response["Cache-Control"] = "private, max-age=0"
+        return response
+
+    def handle_exception(self, exc):
+        # Errors of the export action are JSON, whatever format was asked for.
+        response = super().handle_exception(exc)
+        if getattr(self, "action", None) == "export":
+            self.request.accepted_renderer = JSONRenderer()
+            self.request.accepted_media_type = "application/json"
+        return response
+

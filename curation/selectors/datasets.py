@@ -1,0 +1,104 @@
+"""Reads of datasets and dataset versions: lists, members, the datasheet."""
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+
+from django.db.models import Count, Q, QuerySet
+
+from curation.models import Dataset, DatasetVersion, DatasetVersionMember, Review
+
+
+def dataset_list() -> QuerySet[Dataset]:
+    return Dataset.objects.annotate(example_total=Count("examples", distinct=True)).order_by("name")
+
+
+def dataset_version_list(*, dataset: Dataset | None = None) -> QuerySet[DatasetVersion]:
+    qs = DatasetVersion.objects.select_related("dataset", "created_by").order_by("-id")
+    return qs if dataset is None else qs.filter(dataset=dataset)
+
+
+def dataset_version_members(*, version: DatasetVersion) -> QuerySet[DatasetVersionMember]:
+    return DatasetVersionMember.objects.filter(version=version).order_by("position")
+
+
+def _counts(qs, field: str) -> list[tuple]:
+    rows = qs.values(field).annotate(n=Count("id")).order_by("-n", field)
+    return [(r[field], r["n"]) for r in rows]
+
+
+def dataset_version_agreement(*, example_ids) -> dict:
+    """Agreement between reviewers on these examples (non-undone, non-adjudication reviews):
+    percent of multiply-reviewed examples whose reviewers all agree, and Krippendorff's alpha (nominal)."""
+    reviews = (
+        Review.objects.filter(example_id__in=example_ids, undone=False, is_adjudication=False)
+        .values_list("example_id", "reviewer_id", "decision")
+        .order_by("example_id")
+    )
+    by_example: dict[int, dict[int, str]] = defaultdict(dict)
+    for example_id, reviewer_id, decision in reviews.iterator(chunk_size=5000):
+        by_example[example_id][reviewer_id] = decision
+    multi = {e: d for e, d in by_example.items() if len(d) >= 2}
+    result = {"reviewed_examples": len(by_example), "multiply_reviewed": len(multi), "percent_agreement": None, "krippendorff_alpha": None}
+    if not multi:
+        return result
+    result["percent_agreement"] = sum(1 for d in multi.values() if len(set(d.values())) == 1) / len(multi)
+    reviewers = sorted({r for d in multi.values() for r in d})
+    if len(reviewers) >= 2:
+        import krippendorff
+        import numpy as np
+
+        index = {r: i for i, r in enumerate(reviewers)}
+        data = np.full((len(reviewers), len(multi)), np.nan)
+        for col, decisions in enumerate(multi.values()):
+            for reviewer_id, decision in decisions.items():
+                data[index[reviewer_id], col] = 1.0 if decision == Review.Decision.APPROVE else 0.0
+        try:
+            alpha = float(krippendorff.alpha(reliability_data=data, level_of_measurement="nominal"))
+            result["krippendorff_alpha"] = None if alpha != alpha else alpha  # nan when there is no variation
+        except ValueError:
+            # krippendorff refuses data with a single value overall: agreement is perfect but alpha undefined.
+            result["krippendorff_alpha"] = None
+    return result
+
+
+def dataset_version_datasheet(*, version: DatasetVersion) -> dict:
+    """Everything a reader of the data needs to know about a version, computed from its frozen members."""
+    members = DatasetVersionMember.objects.filter(version=version)
+    labels = dict(_counts(members, "label"))
+    prompt_versions = []
+    for value, n in _counts(members, "prompt_versions"):
+        if isinstance(value, str):  # SQLite returns the JSON text when grouping
+            value = json.loads(value or "{}")
+        prompt_versions.append((", ".join(f"{k} v{v}" for k, v in sorted((value or {}).items())) or "—", n))
+    example_ids = members.values("example_id")
+    reviewers = list(
+        Review.objects.filter(example_id__in=example_ids, undone=False)
+        .values("reviewer__username")
+        .annotate(
+            n=Count("id"),
+            approvals=Count("id", filter=Q(decision=Review.Decision.APPROVE)),
+            rejections=Count("id", filter=Q(decision=Review.Decision.REJECT)),
+            adjudications=Count("id", filter=Q(is_adjudication=True)),
+        )
+        .order_by("-n", "reviewer__username")
+    )
+    judged = members.exclude(reasoner_judgment__isnull=True)
+    return {
+        "version": version,
+        "total": version.example_count,
+        "by_origin": _counts(members, "origin"),
+        "by_variant": _counts(members, "variant"),
+        "by_domain": _counts(members, "domain"),
+        "by_label": [("relevant (true)", labels.get(True, 0)), ("not relevant (false)", labels.get(False, 0))],
+        "by_origin_label": [
+            (r["origin"], r["label"], r["n"])
+            for r in members.values("origin", "label").annotate(n=Count("id")).order_by("origin", "-label")
+        ],
+        "prompt_versions": prompt_versions,
+        "reasoner_models": _counts(members, "reasoner_model"),
+        "judgment_agrees": judged.filter(Q(reasoner_judgment=True, label=True) | Q(reasoner_judgment=False, label=False)).count(),
+        "judged": judged.count(),
+        "reviewers": reviewers,
+        "agreement": dataset_version_agreement(example_ids=example_ids),
+    }

@@ -1,0 +1,278 @@
+"""Datasets and their frozen versions: a filter, a mixing recipe sampled with a seed, a content hash."""
+from __future__ import annotations
+
+import hashlib
+import random
+from collections.abc import Callable
+
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.db.models import Max, Q, QuerySet
+from django.db.models.fields.json import KeyTransform
+
+from curation.hashing import text_hash
+from curation.models import Dataset, DatasetVersion, DatasetVersionMember, Example, GeneratedQuery
+
+# What a version's `filters` may say (documented in the API schema and the README).
+FILTER_KEYS = ("status", "origin", "variant", "domain", "label", "prompt_versions", "reasoner_model", "datasets", "generation_run")
+RECIPE_KEYS = ("seed", "mix", "shuffle")
+DEFAULT_FILTERS = {"status": [Example.Status.APPROVED]}
+BUILD_CHUNK = 2000
+
+# ---------------------------------------------------------------- datasets
+
+
+def dataset_create(
+    *, name: str, created_by=None, description: str = "", guidelines: str = "", reviews_required: int = 1, claim_minutes: int = 15
+) -> Dataset:
+    dataset = Dataset(
+        name=name, description=description, guidelines=guidelines, reviews_required=reviews_required,
+        claim_minutes=claim_minutes, created_by=created_by,
+    )
+    dataset.full_clean()
+    dataset.save()
+    return dataset
+
+
+def dataset_update(*, dataset: Dataset, **fields) -> Dataset:
+    allowed = {"name", "description", "guidelines", "reviews_required", "claim_minutes"}
+    unknown = set(fields) - allowed
+    if unknown:
+        raise ValidationError({k: "this field cannot be changed" for k in sorted(unknown)})
+    for key, value in fields.items():
+        setattr(dataset, key, value)
+    dataset.full_clean()
+    dataset.save(update_fields=sorted(fields) or None)
+    return dataset
+
+
+# ---------------------------------------------------------------- filters and recipes
+
+
+def _as_list(value) -> list:
+    if value is None:
+        return []
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def _choice_list(key: str, value, choices) -> list[str]:
+    values = [str(v) for v in _as_list(value)]
+    valid = {c for c, _ in choices}
+    bad = [v for v in values if v not in valid]
+    if bad:
+        raise ValidationError({"filters": f"{key}: unknown value(s) {', '.join(map(repr, bad))}; allowed: {', '.join(sorted(valid))}"})
+    return values
+
+
+def dataset_version_filters_normalize(*, dataset: Dataset, filters: dict | None) -> dict:
+    """Validate a version filter and fill in defaults (approved examples of this dataset)."""
+    filters = dict(filters or {})
+    if not isinstance(filters, dict):
+        raise ValidationError({"filters": "must be an object"})
+    unknown = sorted(set(filters) - set(FILTER_KEYS))
+    if unknown:
+        raise ValidationError({"filters": f"unknown key(s) {', '.join(unknown)}; allowed: {', '.join(FILTER_KEYS)}"})
+    out: dict = {}
+    status = filters.get("status", DEFAULT_FILTERS["status"])
+    out["status"] = "any" if status == "any" else _choice_list("status", status, Example.Status.choices)
+    if filters.get("origin") not in (None, [], ""):
+        out["origin"] = _choice_list("origin", filters["origin"], Example.Origin.choices)
+    if filters.get("variant") not in (None, [], ""):
+        out["variant"] = _choice_list("variant", filters["variant"], GeneratedQuery.Variant.choices)
+    for key in ("domain", "reasoner_model"):
+        if filters.get(key) not in (None, [], ""):
+            out[key] = [str(v) for v in _as_list(filters[key])]
+    if filters.get("label") is not None:
+        if not isinstance(filters["label"], bool):
+            raise ValidationError({"filters": "label: must be true or false"})
+        out["label"] = filters["label"]
+    if filters.get("prompt_versions"):
+        pv = filters["prompt_versions"]
+        if not isinstance(pv, dict) or not all(isinstance(v, int) and not isinstance(v, bool) for v in pv.values()):
+            raise ValidationError({"filters": 'prompt_versions: must map prompt names to integer versions, e.g. {"reasoner": 2}'})
+        out["prompt_versions"] = {str(k): v for k, v in sorted(pv.items())}
+    if filters.get("generation_run") not in (None, [], ""):
+        try:
+            out["generation_run"] = sorted(int(v) for v in _as_list(filters["generation_run"]))
+        except (TypeError, ValueError):
+            raise ValidationError({"filters": "generation_run: must be run ids"}) from None
+    datasets = filters.get("datasets")
+    if datasets in (None, [], ""):
+        out["datasets"] = [dataset.pk]
+    elif datasets == "all":
+        out["datasets"] = "all"
+    else:
+        ids = []
+        for ref in _as_list(datasets):
+            found = Dataset.objects.filter(Q(name=str(ref)) | Q(pk=ref if str(ref).isdigit() else None)).first()
+            if found is None:
+                raise ValidationError({"filters": f"datasets: no dataset {ref!r}"})
+            ids.append(found.pk)
+        out["datasets"] = sorted(set(ids))
+    return out
+
+
+def dataset_version_recipe_normalize(recipe: dict | None) -> dict:
+    recipe = dict(recipe or {})
+    if not isinstance(recipe, dict):
+        raise ValidationError({"recipe": "must be an object"})
+    unknown = sorted(set(recipe) - set(RECIPE_KEYS))
+    if unknown:
+        raise ValidationError({"recipe": f"unknown key(s) {', '.join(unknown)}; allowed: {', '.join(RECIPE_KEYS)}"})
+    seed = recipe.get("seed", 0)
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise ValidationError({"recipe": "seed: must be an integer"})
+    mix = recipe.get("mix") or {}
+    if not isinstance(mix, dict):
+        raise ValidationError({"recipe": 'mix: must map an origin to a count, e.g. {"rank1": 14000, "synthetic": 6000}'})
+    origins = {c for c, _ in Example.Origin.choices}
+    for key, count in mix.items():
+        if key not in origins:
+            raise ValidationError({"recipe": f"mix: unknown origin {key!r}; allowed: {', '.join(sorted(origins))}"})
+        if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+            raise ValidationError({"recipe": f"mix: count for {key!r} must be a non-negative integer"})
+    shuffle = recipe.get("shuffle", True)
+    if not isinstance(shuffle, bool):
+        raise ValidationError({"recipe": "shuffle: must be true or false"})
+    return {"seed": seed, "mix": dict(sorted(mix.items())), "shuffle": shuffle}
+
+
+def examples_matching(*, filters: dict) -> QuerySet[Example]:
+    """Examples a normalized filter selects."""
+    qs = Example.objects.all()
+    if filters.get("datasets") != "all":
+        qs = qs.filter(dataset_id__in=filters.get("datasets") or [])
+    if filters.get("status") not in (None, "any"):
+        qs = qs.filter(status__in=filters["status"])
+    if filters.get("origin"):
+        qs = qs.filter(origin__in=filters["origin"])
+    if filters.get("variant"):
+        qs = qs.filter(query__variant__in=filters["variant"])
+    if filters.get("domain"):
+        qs = qs.filter(query__domain__in=filters["domain"])
+    if filters.get("reasoner_model"):
+        qs = qs.filter(reasoner_model__in=filters["reasoner_model"])
+    if filters.get("label") is not None:
+        qs = qs.filter(intended_label=filters["label"])
+    if filters.get("generation_run"):
+        qs = qs.filter(generation_run_id__in=filters["generation_run"])
+    for i, (name, version) in enumerate((filters.get("prompt_versions") or {}).items()):
+        # KeyTransform: a prompt name must never be read as a lookup ("contains", "0", ...).
+        qs = qs.alias(**{f"_pv{i}": KeyTransform(name, "prompt_versions")}).filter(**{f"_pv{i}": version})
+    return qs
+
+
+def _describe(filters: dict) -> str:
+    return ", ".join(f"{k}={v}" for k, v in filters.items())
+
+
+def dataset_version_select(*, filters: dict, recipe: dict) -> list[int]:
+    """The example ids of a version, in order. Deterministic in (data, filters, recipe): candidates are
+    ordered by content hash (not by id), so the same data imported elsewhere gives the same selection."""
+    qs = examples_matching(filters=filters)
+    seed = recipe["seed"]
+    if recipe["mix"]:
+        selected: list[int] = []
+        shortfalls = []
+        for origin, count in recipe["mix"].items():
+            ids = list(qs.filter(origin=origin).order_by("content_hash").values_list("id", flat=True))
+            if count > len(ids):
+                shortfalls.append(f"{count} {origin} examples asked, {len(ids)} available")
+                continue
+            selected.extend(random.Random(f"limrank:{seed}:{origin}").sample(ids, count))
+        if shortfalls:
+            raise ValidationError(
+                {"recipe": f"the recipe asks for more examples than match the filters ({_describe(filters)}): " + "; ".join(shortfalls)}
+            )
+    else:
+        selected = list(qs.order_by("content_hash").values_list("id", flat=True))
+    if recipe["shuffle"]:
+        random.Random(f"limrank:{seed}:order").shuffle(selected)
+    if not selected:
+        raise ValidationError({"filters": f"no examples match the filters ({_describe(filters)})"})
+    return selected
+
+
+def member_content_hash(*, query_text, instruction, passage_title, passage_text, reasoning_trace, label, origin, variant, domain) -> str:
+    """Hash of everything a member exports as training content (documented: clients can verify)."""
+    return text_hash(query_text, instruction, passage_title, passage_text, reasoning_trace,
+                     "true" if label else "false", origin, variant, domain)
+
+
+def version_content_hash(member_hashes) -> str:
+    """sha256 over the members' hashes in position order, one per line."""
+    h = hashlib.sha256()
+    for mh in member_hashes:
+        h.update(mh.encode("ascii"))
+        h.update(b"\n")
+    return h.hexdigest()
+
+
+_SNAPSHOT_FIELDS = (
+    "id", "query__text", "query__instruction", "passage__title", "passage__text", "reasoning_trace", "intended_label",
+    "origin", "query__variant", "query__domain", "reasoner_judgment", "reasoner_model", "prompt_versions",
+)
+
+
+# ---------------------------------------------------------------- build
+
+
+def dataset_version_build(
+    *,
+    dataset: Dataset,
+    filters: dict | None,
+    recipe: dict | None,
+    created_by=None,
+    name: str = "",
+    progress: Callable[[int, int], None] | None = None,
+) -> DatasetVersion:
+    """Freeze a selection of examples as the dataset's next version. All or nothing; raises ValidationError
+    with a clear message when the filter or recipe is invalid or asks for more than there is."""
+    filters = dataset_version_filters_normalize(dataset=dataset, filters=filters)
+    recipe = dataset_version_recipe_normalize(recipe)
+    ids = dataset_version_select(filters=filters, recipe=recipe)
+    for attempt in range(3):
+        try:
+            with transaction.atomic():
+                return _build(dataset=dataset, filters=filters, recipe=recipe, ids=ids, created_by=created_by, name=name, progress=progress)
+        except IntegrityError:
+            # Two builds raced for the same version number: take the next one.
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _build(*, dataset, filters, recipe, ids, created_by, name, progress) -> DatasetVersion:
+    Dataset.objects.select_for_update().filter(pk=dataset.pk).first()
+    number = (DatasetVersion.objects.filter(dataset=dataset).aggregate(m=Max("version"))["m"] or 0) + 1
+    version = DatasetVersion.objects.create(
+        dataset=dataset, version=number, name=name, filters=filters, recipe=recipe,
+        status=DatasetVersion.Status.BUILDING, created_by=created_by,
+    )
+    hasher = hashlib.sha256()
+    total = len(ids)
+    for start in range(0, total, BUILD_CHUNK):
+        chunk = ids[start:start + BUILD_CHUNK]
+        rows = {r[0]: r for r in Example.objects.filter(id__in=chunk).values_list(*_SNAPSHOT_FIELDS)}
+        members = []
+        for offset, example_id in enumerate(chunk):
+            (_, q, instr, title, text, trace, label, origin, variant, domain, judgment, model, pv) = rows[example_id]
+            fields = dict(
+                query_text=q, instruction=instr or "", passage_title=title or "", passage_text=text,
+                reasoning_trace=trace or "", label=label, origin=origin, variant=variant or "", domain=domain or "",
+            )
+            mh = member_content_hash(**fields)
+            hasher.update(mh.encode("ascii"))
+            hasher.update(b"\n")
+            members.append(DatasetVersionMember(
+                version=version, example_id=example_id, position=start + offset, content_hash=mh,
+                reasoner_judgment=judgment, reasoner_model=model or "", prompt_versions=pv or {}, **fields,
+            ))
+        DatasetVersionMember.objects.bulk_create(members, batch_size=BUILD_CHUNK)
+        if progress:
+            progress(min(start + BUILD_CHUNK, total), total)
+    version.content_hash = hasher.hexdigest()
+    version.example_count = total
+    version.status = DatasetVersion.Status.READY
+    version.save(update_fields=["content_hash", "example_count", "status"])
+    return version

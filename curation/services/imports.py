@@ -1,0 +1,403 @@
+"""Imports of seed queries, personas and existing (Rank1-format) examples: one code path for the
+management commands, the REST API and the UI.
+
+Every import is all-or-nothing: the whole file is parsed and validated first (a bad line rejects the
+file with an `ImportValidationError` naming the line and the field), then written in one transaction
+with bulk inserts. Duplicates, by content hash, against the database and within the file, are counted
+and skipped.
+
+Public functions (all keyword-only; `file` is bytes, a binary file-like object, or a path):
+
+    seeds_import(*, file, filename, source="", progress=None) -> ImportResult
+    personas_import(*, file, filename, source="personahub", progress=None) -> ImportResult
+    examples_import(*, file, filename, origin="rank1", dataset=None, status=None, progress=None) -> ImportResult
+
+`progress(done_lines, total_lines)` is called as lines are parsed (the commands hang tqdm on it).
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import IO, Callable, Iterator
+
+from django.db import transaction
+
+from curation.hashing import example_content_hash, text_hash
+from curation.models import Dataset, Example, GeneratedQuery, Passage, Persona, SeedQuery
+
+# Limits that keep a broken or hostile file from filling the database. Fields have their own limits (so the
+# error names the field); a line past MAX_LINE_BYTES is rejected before it is parsed at all.
+MAX_LINE_BYTES = 64 * 1024 * 1024
+MAX_FILE_BYTES = 1024 * 1024 * 1024
+FIELD_LIMITS = {  # characters
+    "query": 10_000,
+    "persona": 10_000,
+    "id": 64,
+    "domain": 64,
+    "title": 500,
+    "instruction": 10_000,
+    "passage": 200_000,
+    "reasoning": 500_000,
+}
+BULK_BATCH = 2_000
+LOOKUP_CHUNK = 900  # stays under SQLite's bound-variable limit on old builds
+
+ProgressFn = Callable[[int, int], None]
+
+
+class ImportValidationError(ValueError):
+    """A file that cannot be imported; nothing was written. `line` is 1-based, `field` may be empty."""
+
+    def __init__(self, message: str, *, line: int | None = None, field: str = "", filename: str = ""):
+        self.message = message
+        self.line = line
+        self.field = field
+        self.filename = filename
+        where = []
+        if filename:
+            where.append(filename)
+        if line is not None:
+            where.append(f"line {line}")
+        if field:
+            where.append(f"field '{field}'")
+        super().__init__(f"{', '.join(where)}: {message}" if where else message)
+
+    def as_dict(self) -> dict:
+        return {"error": str(self), "message": self.message, "line": self.line, "field": self.field, "filename": self.filename}
+
+
+@dataclass
+class ImportResult:
+    kind: str
+    filename: str
+    lines: int = 0  # non-blank lines read
+    created: int = 0
+    duplicates: int = 0  # skipped: already in the database or repeated in the file
+    details: dict = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+# ---------------------------------------------------------------- reading
+
+
+def _read_bytes(file, filename: str) -> bytes:
+    if isinstance(file, (bytes, bytearray, memoryview)):
+        data = bytes(file)
+    elif isinstance(file, (str, os.PathLike)):
+        path = Path(file)
+        if path.stat().st_size > MAX_FILE_BYTES:
+            raise ImportValidationError(f"file is larger than {MAX_FILE_BYTES} bytes", filename=filename)
+        data = path.read_bytes()
+    else:
+        if hasattr(file, "seek"):
+            try:
+                file.seek(0)
+            except Exception:  # non-seekable streams are read from where they are
+                pass
+        data = file.read(MAX_FILE_BYTES + 1)
+        if isinstance(data, str):  # a text-mode handle: already decoded by the caller
+            data = data.encode("utf-8")
+    if len(data) > MAX_FILE_BYTES:
+        raise ImportValidationError(f"file is larger than {MAX_FILE_BYTES} bytes", filename=filename)
+    return data
+
+
+def _lines(data: bytes, filename: str) -> Iterator[tuple[int, str]]:
+    """(1-based line number, decoded line) for every non-blank line; strict UTF-8 with the line named."""
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    for number, raw in enumerate(data.split(b"\n"), start=1):
+        if len(raw) > MAX_LINE_BYTES:
+            raise ImportValidationError(
+                f"line is {len(raw):,} bytes, more than the {MAX_LINE_BYTES:,} allowed", line=number, filename=filename
+            )
+        if raw.endswith(b"\r"):
+            raw = raw[:-1]
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ImportValidationError(
+                f"not valid UTF-8 (byte 0x{raw[exc.start]:02x} at column {exc.start + 1})", line=number, filename=filename
+            ) from None
+        if text.strip():
+            yield number, text
+
+
+def _line_count(data: bytes) -> int:
+    return data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
+
+
+def _is_jsonl(filename: str, data: bytes) -> bool:
+    name = filename.lower()
+    if name.endswith((".jsonl", ".json", ".ndjson")):
+        return True
+    if name.endswith((".tsv", ".txt")):
+        return False
+    return data.lstrip(b"\xef\xbb\xbf \t\r\n")[:1] == b"{"
+
+
+def _json_object(text: str, line: int, filename: str) -> dict:
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as exc:
+        hint = " (truncated line?)" if exc.pos >= len(text.rstrip()) - 1 else ""
+        raise ImportValidationError(f"not valid JSON: {exc.msg} at column {exc.colno}{hint}", line=line, filename=filename) from None
+    if not isinstance(obj, dict):
+        raise ImportValidationError(f"expected a JSON object, got {_type_name(obj)}", line=line, filename=filename)
+    return obj
+
+
+def _type_name(value) -> str:
+    return {bool: "boolean", int: "number", float: "number", str: "string", list: "array", dict: "object", type(None): "null"}.get(
+        type(value), type(value).__name__
+    )
+
+
+def _text_field(obj: dict, names: tuple[str, ...], *, line: int, filename: str, required: bool = True, limit_key: str | None = None) -> str:
+    """The first present key of `names`, which must be a string (ids may be numbers) within its size limit."""
+    key = next((n for n in names if n in obj), None)
+    label = limit_key or names[0]
+    if key is None:
+        if required:
+            raise ImportValidationError(f"missing (expected one of: {', '.join(names)})", line=line, field=names[0], filename=filename)
+        return ""
+    value = obj[key]
+    if label == "id" and isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if value is None and not required:
+        return ""
+    if not isinstance(value, str):
+        raise ImportValidationError(f"expected a string, got {_type_name(value)}", line=line, field=key, filename=filename)
+    return _check_text(value, label=label, key=key, line=line, filename=filename, required=required)
+
+
+def _check_text(value: str, *, label: str, key: str, line: int, filename: str, required: bool) -> str:
+    limit = FIELD_LIMITS[label]
+    if len(value) > limit:
+        raise ImportValidationError(f"is {len(value):,} characters, more than the {limit:,} allowed", line=line, field=key, filename=filename)
+    value = value.strip()
+    if required and not value:
+        raise ImportValidationError("is empty", line=line, field=key, filename=filename)
+    if "\x00" in value:
+        raise ImportValidationError("contains a NUL character", line=line, field=key, filename=filename)
+    return value
+
+
+def _existing(model, column: str, hashes: list[str]) -> set[str]:
+    found: set[str] = set()
+    for i in range(0, len(hashes), LOOKUP_CHUNK):
+        found.update(model.objects.filter(**{f"{column}__in": hashes[i : i + LOOKUP_CHUNK]}).values_list(column, flat=True))
+    return found
+
+
+class _Progress:
+    def __init__(self, fn: ProgressFn | None, total: int):
+        self.fn, self.total, self.last = fn, total, 0
+
+    def __call__(self, line: int, force: bool = False) -> None:
+        if self.fn and (force or line - self.last >= 1000):
+            self.fn(min(line, self.total), self.total)
+            self.last = line
+
+
+# ---------------------------------------------------------------- seed queries
+
+_TSV_ID = re.compile(r"^\S{1,64}$")
+
+
+def seeds_import(*, file: bytes | IO[bytes] | str | os.PathLike, filename: str, source: str = "", progress: ProgressFn | None = None) -> ImportResult:
+    """MS MARCO topics (`qid<TAB>query`) or JSONL (`{"query"|"text": ..., "id"|"qid"|"_id": ...}`)."""
+    data = _read_bytes(file, filename)
+    jsonl = _is_jsonl(filename, data)
+    source = source or ("jsonl" if jsonl else "msmarco")
+    tick = _Progress(progress, _line_count(data))
+    rows: list[tuple[str, str, str]] = []  # (hash, external id, text)
+    for line, text in _lines(data, filename):
+        if jsonl:
+            obj = _json_object(text, line, filename)
+            query = _text_field(obj, ("query", "text"), line=line, filename=filename, limit_key="query")
+            ext_id = _text_field(obj, ("id", "qid", "_id", "query_id"), line=line, filename=filename, required=False, limit_key="id")
+        else:
+            if "\t" not in text:
+                raise ImportValidationError("expected qid<TAB>query (no tab found; truncated line?)", line=line, field="query", filename=filename)
+            ext_id, query = text.split("\t", 1)
+            ext_id = ext_id.strip()
+            if not _TSV_ID.match(ext_id):
+                raise ImportValidationError("expected a query id without spaces, at most 64 characters", line=line, field="qid", filename=filename)
+            query = _check_text(query, label="query", key="query", line=line, filename=filename, required=True)
+        rows.append((text_hash(query), ext_id, query))
+        tick(line)
+    tick(tick.total, force=True)
+
+    result = ImportResult(kind="seeds", filename=filename, lines=len(rows))
+    with transaction.atomic():
+        existing = _existing(SeedQuery, "text_hash", [h for h, _, _ in rows])
+        new: list[SeedQuery] = []
+        for h, ext_id, query in rows:
+            if h in existing:
+                result.duplicates += 1
+                continue
+            existing.add(h)
+            new.append(SeedQuery(external_id=ext_id, text=query, source=source, text_hash=h))
+        SeedQuery.objects.bulk_create(new, batch_size=BULK_BATCH)
+        result.created = len(new)
+    return result
+
+
+# ---------------------------------------------------------------- personas
+
+
+def personas_import(*, file: bytes | IO[bytes] | str | os.PathLike, filename: str, source: str = "personahub", progress: ProgressFn | None = None) -> ImportResult:
+    """PersonaHub JSONL: `{"persona": ...}` (or `{"input persona": ...}` as in its tool sample), optional `domain`."""
+    data = _read_bytes(file, filename)
+    tick = _Progress(progress, _line_count(data))
+    rows: list[tuple[str, str, str]] = []
+    for line, text in _lines(data, filename):
+        obj = _json_object(text, line, filename)
+        persona = _text_field(obj, ("persona", "input persona"), line=line, filename=filename, limit_key="persona")
+        domain = _text_field(obj, ("domain",), line=line, filename=filename, required=False)
+        rows.append((text_hash(persona), persona, domain))
+        tick(line)
+    tick(tick.total, force=True)
+
+    result = ImportResult(kind="personas", filename=filename, lines=len(rows))
+    with transaction.atomic():
+        existing = _existing(Persona, "text_hash", [h for h, _, _ in rows])
+        new: list[Persona] = []
+        for h, persona, domain in rows:
+            if h in existing:
+                result.duplicates += 1
+                continue
+            existing.add(h)
+            new.append(Persona(text=persona, domain=domain, source=source, text_hash=h))
+        Persona.objects.bulk_create(new, batch_size=BULK_BATCH)
+        result.created = len(new)
+    return result
+
+
+# ---------------------------------------------------------------- examples (Rank1 format)
+
+_ALPACA_INPUT = re.compile(r"^Query:(?P<query>.*?)\nPassage:(?P<passage>.*?)(?:\n<think>\s*)?$", re.S)
+_ALPACA_OUTPUT = re.compile(r"^(?P<reasoning>.*?)</think>\s*(?P<answer>true|false)\s*$", re.S | re.I)
+
+
+def _label(obj: dict, line: int, filename: str) -> bool:
+    key = next((k for k in ("label", "relevant", "answer") if k in obj), None)
+    if key is None:
+        raise ImportValidationError("missing (expected true/false)", line=line, field="label", filename=filename)
+    value = obj[key]
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    raise ImportValidationError(f"expected true or false, got {_type_name(value)} {json.dumps(value)[:40]}", line=line, field=key, filename=filename)
+
+
+def _example_fields(obj: dict, line: int, filename: str) -> dict:
+    if "input" in obj and "output" in obj and "query" not in obj:
+        # The alpaca-style training row (instruction / input / output), as Rank1 and LimRank train on.
+        raw_in = _text_field(obj, ("input",), line=line, filename=filename, limit_key="passage")
+        raw_out = _text_field(obj, ("output",), line=line, filename=filename, limit_key="reasoning")
+        m_in, m_out = _ALPACA_INPUT.match(raw_in), _ALPACA_OUTPUT.match(raw_out)
+        if not m_in:
+            raise ImportValidationError("expected 'Query: ...' and 'Passage: ...' lines", line=line, field="input", filename=filename)
+        if not m_out:
+            raise ImportValidationError("expected the reasoning, then '</think> true' or '</think> false'", line=line, field="output", filename=filename)
+        query = _check_text(m_in["query"], label="query", key="input", line=line, filename=filename, required=True)
+        passage = _check_text(m_in["passage"], label="passage", key="input", line=line, filename=filename, required=True)
+        reasoning = m_out["reasoning"].replace("<think>", "").strip()
+        return {"query": query, "instruction": "", "title": "", "passage": passage, "reasoning": reasoning,
+                "label": m_out["answer"].lower() == "true", "domain": "", "qid": "", "docid": ""}
+    return {
+        "query": _text_field(obj, ("query", "query_text"), line=line, filename=filename, limit_key="query"),
+        "instruction": _text_field(obj, ("instruction",), line=line, filename=filename, required=False),
+        "title": _text_field(obj, ("title", "passage_title"), line=line, filename=filename, required=False),
+        "passage": _text_field(obj, ("passage", "doc", "document", "passage_text", "text"), line=line, filename=filename, limit_key="passage"),
+        "reasoning": _text_field(obj, ("reasoning", "reasoning_trace", "thinking"), line=line, filename=filename, required=False),
+        "label": _label(obj, line, filename),
+        "domain": _text_field(obj, ("domain",), line=line, filename=filename, required=False),
+        "qid": _text_field(obj, ("query_id", "qid"), line=line, filename=filename, required=False, limit_key="id"),
+        "docid": _text_field(obj, ("doc_id", "docid", "passage_id"), line=line, filename=filename, required=False, limit_key="id"),
+    }
+
+
+def examples_import(
+    *,
+    file: bytes | IO[bytes] | str | os.PathLike,
+    filename: str,
+    origin: str = Example.Origin.RANK1,
+    dataset: Dataset | None = None,
+    status: str | None = None,
+    progress: ProgressFn | None = None,
+) -> ImportResult:
+    """Existing training data as examples. One JSON object per line, either
+    `{"query", "passage" (or "doc"/"text"), "reasoning", "label" (true/false, 0/1, "true"/"false"),
+      optional "title", "instruction", "domain", "query_id", "doc_id"}`
+    or the alpaca-style Rank1 row `{"instruction", "input": "Query: ...\\nPassage: ...\\n<think>", "output": "... </think> true"}`.
+
+    Rank1's data was already filtered by its authors (R1's answer agrees with the label), so rank1 examples
+    enter as `approved` unless `status` says otherwise; `imported` ones enter the review queue (`pending_review`)."""
+    if origin not in (Example.Origin.RANK1, Example.Origin.IMPORTED):
+        raise ImportValidationError(f"origin must be 'rank1' or 'imported', not {origin!r}", field="origin", filename=filename)
+    if status is None:
+        status = Example.Status.APPROVED if origin == Example.Origin.RANK1 else Example.Status.PENDING_REVIEW
+    if status not in Example.Status.values:
+        raise ImportValidationError(f"unknown status {status!r}", field="status", filename=filename)
+    data = _read_bytes(file, filename)
+    tick = _Progress(progress, _line_count(data))
+    rows: list[dict] = []
+    for line, text in _lines(data, filename):
+        row = _example_fields(_json_object(text, line, filename), line, filename)
+        full_query = f"{row['query']} {row['instruction']}".strip()
+        passage_full = f"{row['title']} {row['passage']}".strip()
+        row["hash"] = example_content_hash(query=full_query, passage=passage_full, label=row["label"])
+        rows.append(row)
+        tick(line)
+    tick(tick.total, force=True)
+
+    result = ImportResult(kind="examples", filename=filename, lines=len(rows), details={"origin": origin, "status": status})
+    with transaction.atomic():
+        existing = _existing(Example, "content_hash", [r["hash"] for r in rows])
+        fresh = []
+        for row in rows:
+            if row["hash"] in existing:
+                result.duplicates += 1
+                continue
+            existing.add(row["hash"])
+            fresh.append(row)
+        # One query row per distinct (query, instruction) and one passage row per distinct (title, passage, kind) of the file.
+        queries: dict[str, GeneratedQuery] = {}
+        passages: dict[tuple[str, str], Passage] = {}
+        for row in fresh:
+            qkey = text_hash(row["query"], row["instruction"])
+            if qkey not in queries:
+                queries[qkey] = GeneratedQuery(
+                    variant=GeneratedQuery.Variant.ORIGINAL, domain=row["domain"], text=row["query"],
+                    instruction=row["instruction"], text_hash=text_hash(row["query"]),
+                )
+            kind = Passage.Kind.POSITIVE if row["label"] else Passage.Kind.HARD_NEGATIVE
+            pkey = (text_hash(row["title"], row["passage"]), kind)
+            if pkey not in passages:
+                passages[pkey] = Passage(title=row["title"], text=row["passage"], kind=kind, source=origin, text_hash=text_hash(row["passage"]))
+            row["qkey"], row["pkey"] = qkey, pkey
+        GeneratedQuery.objects.bulk_create(list(queries.values()), batch_size=BULK_BATCH)
+        Passage.objects.bulk_create(list(passages.values()), batch_size=BULK_BATCH)
+        examples = [
+            Example(
+                dataset=dataset, query=queries[row["qkey"]], passage=passages[row["pkey"]], intended_label=row["label"],
+                reasoning_trace=row["reasoning"], reasoner_judgment=row["label"] if row["reasoning"] else None,
+                origin=origin, status=status, content_hash=row["hash"],
+            )
+            for row in fresh
+        ]
+        Example.objects.bulk_create(examples, batch_size=BULK_BATCH)
+        result.created = len(examples)
+        result.details.update(queries=len(queries), passages=len(passages))
+    return result

@@ -1,0 +1,65 @@
+"""manage.py evaluate --benchmark NAME --model bm25|MODEL_NAME [--top-k 100] [--run-out FILE] [--foreground]"""
+import shutil
+
+from django.core.management.base import BaseCommand, CommandError
+
+
+class Command(BaseCommand):
+    help = "Score a model on a benchmark: enqueue on the gpu queue, or --foreground to run here with a progress bar."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--benchmark", required=True, help="benchmark name (BRIGHT: NAME/task, or NAME for all tasks)")
+        parser.add_argument("--model", required=True, help="bm25, or a registered reranker model's name")
+        parser.add_argument("--first-stage", default="bm25", help="bm25 or the name of an uploaded run")
+        parser.add_argument("--top-k", type=int, default=100)
+        parser.add_argument("--run-out", help="copy the TREC run file here (foreground only)")
+        parser.add_argument("--foreground", action="store_true", help="run in this process instead of a worker")
+
+    def handle(self, *args, **o):
+        from tqdm import tqdm
+
+        from evaluation.models import Benchmark, EvalRun, RerankerModel
+        from evaluation.services import EvaluationError, benchmark_demo_ensure, eval_run_create, eval_run_execute
+
+        if o["model"] == "bm25":
+            benchmark_demo_ensure() if o["benchmark"] == "scifact" else None
+            RerankerModel.objects.get_or_create(name="bm25", defaults={"kind": RerankerModel.Kind.BM25})
+        model = RerankerModel.objects.filter(name=o["model"]).first()
+        if model is None:
+            raise CommandError(f"no model named {o['model']!r}; registered: "
+                               f"{', '.join(RerankerModel.objects.values_list('name', flat=True)) or 'none'}")
+        benches = list(Benchmark.objects.filter(name=o["benchmark"])) or list(
+            Benchmark.objects.filter(group=o["benchmark"]).order_by("name"))
+        if not benches:
+            raise CommandError(f"no benchmark named {o['benchmark']!r}")
+        if o["run_out"] and (len(benches) > 1 or not o["foreground"]):
+            raise CommandError("--run-out needs --foreground and a single benchmark")
+        for bench in benches:
+            try:
+                run = eval_run_create(benchmark=bench, model=model, first_stage=o["first_stage"], top_k=o["top_k"],
+                                      enqueue=not o["foreground"])
+            except EvaluationError as exc:
+                raise CommandError(str(exc)) from exc
+            if not o["foreground"]:
+                self.stdout.write(f"eval run {run.pk} queued on the gpu queue ({model.name} on {bench.name}); "
+                                  f"follow it at /evaluation/runs/{run.pk}/")
+                continue
+            bar = tqdm(desc=f"{model.name} on {bench.name}", unit="query")
+
+            def on_progress(done, total, bar=bar):
+                bar.total = total
+                bar.n = done
+                bar.refresh()
+
+            eval_run_execute(run_id=run.pk, on_progress=on_progress)
+            bar.close()
+            run = EvalRun.objects.get(pk=run.pk)
+            if run.status != "succeeded":
+                raise CommandError(f"eval run {run.pk} {run.status}: {run.error}")
+            shown = {k: round(v, 4) for k, v in run.metrics.items() if isinstance(v, float)}
+            self.stdout.write(self.style.SUCCESS(f"eval run {run.pk}: {bench.name} · {model.name}: {shown}"))
+            if run.params.get("pairs_per_second"):
+                self.stdout.write(f"  reranked {run.params['pairs_scored']} pairs at {run.params['pairs_per_second']} pairs/s")
+            if o["run_out"]:
+                shutil.copyfile(run.run_file, o["run_out"])
+                self.stdout.write(f"  run file: {o['run_out']}")

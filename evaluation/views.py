@@ -1,0 +1,157 @@
+"""Evaluation pages: leaderboard, benchmarks, eval runs (reviewers read; admins import and launch)."""
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+from django.contrib import messages
+from django.http import FileResponse, Http404
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_POST
+
+from limrank_app.roles import admin_required, reviewer_required
+
+from . import selectors, services
+from .benchmarks import BenchmarkFormatError
+from .forms import BenchmarkImportForm, EvalRunForm
+from .metrics import metric_label
+from .models import Benchmark, EvalRun
+
+
+@reviewer_required
+def leaderboard(request):
+    sort = request.GET.get("sort", "")
+    descending = request.GET.get("dir", "desc") != "asc"
+    board = selectors.leaderboard(sort=sort, descending=descending)
+    return render(request, "evaluation/leaderboard.html", {"board": board, "plots": selectors.leaderboard_plots(board)})
+
+
+@reviewer_required
+def benchmark_list(request):
+    benches = Benchmark.objects.order_by("group", "name")
+    return render(request, "evaluation/benchmark_list.html",
+                  {"benchmarks": [(b, services.benchmark_first_stages(b)) for b in benches]})
+
+
+def _save_upload(upload, dest: Path) -> Path:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with open(dest, "wb") as fh:
+        for chunk in upload.chunks():
+            fh.write(chunk)
+    return dest
+
+
+def _gz(upload, base: str) -> str:
+    return base + (".gz" if upload.name.endswith(".gz") else "")
+
+
+@admin_required
+def benchmark_import(request):
+    form = BenchmarkImportForm(request.POST or None, request.FILES or None)
+    if request.method == "POST" and form.is_valid():
+        d, f = form.cleaned_data, request.FILES
+        tmp = Path(tempfile.mkdtemp(prefix="limrank-import-"))
+        try:
+            if d["format"] == "beir":
+                _save_upload(f["corpus"], tmp / _gz(f["corpus"], "corpus.jsonl"))
+                _save_upload(f["queries"], tmp / _gz(f["queries"], "queries.jsonl"))
+                _save_upload(f["qrels"], tmp / "qrels" / "test.tsv")
+                benches = services.benchmark_import_path(format="beir", path=tmp, name=d["name"])
+            elif d["format"] == "trec":
+                files = {"topics": _save_upload(f["queries"], tmp / _gz(f["queries"], "topics")),
+                         "qrels": _save_upload(f["qrels"], tmp / "qrels")}
+                if f.get("run"):
+                    files["run"] = _save_upload(f["run"], tmp / Path(f["run"].name).name)
+                if f.get("corpus"):
+                    files["corpus"] = _save_upload(f["corpus"], tmp / Path(f["corpus"].name).name)
+                benches = services.benchmark_import_path(format="trec", path=None, name=d["name"], files=files)
+            elif d["format"] == "bright":
+                task = d["task"].replace("_", "-")
+                _save_upload(f["queries"], tmp / "topics" / _gz(f["queries"], f"topics.bright-{task}.tsv"))
+                _save_upload(f["qrels"], tmp / "qrels" / f"qrels.bright-{task}.txt")
+                if f.get("excluded"):
+                    _save_upload(f["excluded"], tmp / "qrels" / f"exclude.bright-{task}.txt")
+                if f.get("corpus"):
+                    _save_upload(f["corpus"], tmp / "documents" / _gz(f["corpus"], f"{d['task']}.jsonl"))
+                benches = services.benchmark_import_path(format="bright", path=tmp, name=d["name"], tasks=[d["task"]])
+            else:
+                _save_upload(f["queries"], tmp / "queries.jsonl")
+                _save_upload(f["qrels"], tmp / "qrels" / "og.tsv")
+                _save_upload(f["changed_qrels"], tmp / "qrels" / "changed.tsv")
+                if f.get("corpus"):
+                    _save_upload(f["corpus"], tmp / _gz(f["corpus"], "corpus.jsonl"))
+                if f.get("run"):
+                    _save_upload(f["run"], tmp / "top_ranked.trec")
+                benches = services.benchmark_import_path(format="followir", path=tmp, name=d["name"])
+        except (BenchmarkFormatError, services.EvaluationError) as exc:
+            # Uploaded files are saved under generic names: say which upload field the error is about.
+            form.add_error(None, f"Nothing was imported. {exc}")
+        else:
+            messages.success(request, "Imported " + ", ".join(f"{b.name} ({b.n_queries} queries)" for b in benches))
+            return redirect("evaluation:benchmark_list")
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return render(request, "evaluation/benchmark_import.html", {"form": form})
+
+
+@reviewer_required
+def eval_run_list(request):
+    return render(request, "evaluation/run_list.html", {"runs": selectors.eval_run_list()[:200]})
+
+
+@admin_required
+def eval_run_new(request):
+    form = EvalRunForm(request.POST or None, initial={"benchmark": request.GET.get("benchmark")})
+    if request.method == "POST" and form.is_valid():
+        d = form.cleaned_data
+        try:
+            run = services.eval_run_create(benchmark=d["benchmark"], model=d["model"], first_stage=d["first_stage"].strip(),
+                                           top_k=d["top_k"], created_by=request.user)
+        except services.EvaluationError as exc:
+            form.add_error(None, str(exc))
+        else:
+            messages.success(request, f"Eval run {run.pk} queued on the gpu queue.")
+            return redirect("evaluation:run_detail", pk=run.pk)
+    return render(request, "evaluation/run_new.html", {"form": form})
+
+
+@reviewer_required
+@never_cache
+def eval_run_detail(request, pk: int):
+    run = get_object_or_404(EvalRun.objects.select_related("benchmark", "model"), pk=pk)
+    if request.headers.get("HX-Request"):
+        response = render(request, "evaluation/partials/run_status.html", {"run": run})
+        if run.is_finished:
+            response["HX-Refresh"] = "true"  # the page reloads once, with metrics and per-query rows
+        return response
+    metrics = [(k, metric_label(k), v) for k, v in sorted(run.metrics.items()) if isinstance(v, (int, float))]
+    rows = selectors.eval_run_query_rows(run=run) if run.status == "succeeded" else []
+    shown = ["ndcg_cut_10", "recall_5", "recall_100", "recip_rank", "map", "p_mrr"]
+    columns = [(k, metric_label(k)) for k in shown if rows and any(k in r["metrics"] for r in rows)]
+    for r in rows:
+        r["cells"] = [r["metrics"].get(k) for k, _ in columns]
+    return render(request, "evaluation/run_detail.html", {"run": run, "metrics": metrics, "rows": rows, "columns": columns})
+
+
+@reviewer_required
+def eval_run_download(request, pk: int):
+    run = get_object_or_404(EvalRun, pk=pk)
+    side = request.GET.get("side", "og")
+    if not run.run_file:
+        raise Http404("no run file yet")
+    path = Path(run.run_file) if side != "changed" else Path(run.run_file).with_name("run.changed.trec")
+    if not path.exists():
+        raise Http404("run file missing")
+    name = f"evalrun-{run.pk}{'-changed' if side == 'changed' else ''}.trec"
+    return FileResponse(open(path, "rb"), as_attachment=True, filename=name, content_type="text/plain")
+
+
+@admin_required
+@require_POST
+def eval_run_cancel(request, pk: int):
+    run = get_object_or_404(EvalRun, pk=pk)
+    services.eval_run_cancel(run=run)
+    messages.success(request, f"Cancel requested for eval run {run.pk}.")
+    return redirect("evaluation:run_detail", pk=run.pk)

@@ -1,0 +1,125 @@
+"""Imports: real MS MARCO / PersonaHub files, JSONL variants, Rank1-format examples; bad files import nothing."""
+import io
+import json
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from curation.models import Dataset, Example, GeneratedQuery, Passage, Persona, SeedQuery
+from curation.services.imports import ImportValidationError, examples_import, personas_import, seeds_import
+
+pytestmark = pytest.mark.django_db
+
+
+def jsonl(*rows) -> bytes:
+    return "".join(json.dumps(r) + "\n" for r in rows).encode("utf-8")
+
+
+def test_msmarco_topics_import_then_reimport_counts_duplicates(shared_data):
+    path = shared_data / "msmarco" / "topics.msmarco-passage.dev-subset.txt"
+    n_lines = sum(1 for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
+    first = seeds_import(file=path, filename=path.name)
+    assert first.created == SeedQuery.objects.count() == n_lines and first.duplicates == 0
+    seed = SeedQuery.objects.get(external_id="2")
+    assert seed.text == "Androgen receptor define" and seed.source == "msmarco"  # leading space stripped
+    again = seeds_import(file=path.read_bytes(), filename=path.name)
+    assert (again.created, again.duplicates) == (0, n_lines)
+    assert SeedQuery.objects.count() == n_lines
+
+
+def test_personahub_import(shared_data):
+    path = shared_data / "personahub" / "personas_from_tool.jsonl"
+    with path.open("rb") as fh:
+        result = personas_import(file=fh, filename=path.name)
+    assert result.created == Persona.objects.count() == 5000
+    assert Persona.objects.filter(text__startswith="A WWII veteran").exists()
+
+
+def test_seed_jsonl_variants_and_in_file_duplicates():
+    data = jsonl({"_id": "q1", "text": "what is a roth ira"}, {"qid": 7, "query": "how do tides work"},
+                 {"query": "what  is a roth ira"})  # same text after whitespace normalisation
+    result = seeds_import(file=data, filename="seeds.jsonl")
+    assert (result.created, result.duplicates, result.lines) == (2, 1, 3)
+    assert set(SeedQuery.objects.values_list("external_id", flat=True)) == {"q1", "7"}
+
+
+@pytest.mark.parametrize(
+    "data, filename, line, field, words",
+    [
+        (jsonl({"persona": "a nurse"}, {"persona": "a lawyer"}) + b'{"persona": "a pil', "p.jsonl", 3, "", "not valid JSON"),
+        (jsonl({"persona": "a nurse"}, {"persona": 5}), "p.jsonl", 2, "persona", "expected a string, got number"),
+        (jsonl({"persona": "a nurse"}) + b'{"persona": "caf\xe9"}\n', "p.jsonl", 2, "", "not valid UTF-8"),
+        (jsonl({"persona": "a nurse"}, {"persona": "x" * (10 * 1024 * 1024)}), "p.jsonl", 2, "persona", "more than the 10,000 allowed"),
+        (jsonl({"persona": "a nurse"}, ["a list"]), "p.jsonl", 2, "", "expected a JSON object"),
+        (jsonl({"persona": "a nurse"}, {"name": "no persona key"}), "p.jsonl", 2, "persona", "missing"),
+    ],
+    ids=["truncated", "wrong-type", "bad-utf8", "10MB-field", "not-object", "missing-field"],
+)
+def test_bad_persona_files_import_nothing(data, filename, line, field, words):
+    with pytest.raises(ImportValidationError) as info:
+        personas_import(file=data, filename=filename)
+    err = info.value
+    assert err.line == line and err.field == field and words in str(err)
+    assert f"line {line}" in str(err)
+    assert Persona.objects.count() == 0  # all-or-nothing: the good first line was not written
+
+
+def test_bad_tsv_and_oversized_query():
+    with pytest.raises(ImportValidationError, match=r"line 2.*qid<TAB>query"):
+        seeds_import(file=b"1\tgood query\n2 truncated-without-tab\n", filename="topics.tsv")
+    with pytest.raises(ImportValidationError) as info:
+        seeds_import(file=b"1\tgood query\n2\t" + b"y" * (10 * 1024 * 1024) + b"\n", filename="topics.tsv")
+    assert info.value.line == 2 and info.value.field == "query"
+    assert SeedQuery.objects.count() == 0
+
+
+def test_rank1_examples_fields_and_alpaca_rows():
+    dataset = Dataset.objects.create(name="mix")
+    data = jsonl(
+        {"query": "what causes tides", "passage": "Tides are caused by the moon's gravity.", "reasoning": "It explains tides.", "label": True},
+        {"query": "what causes tides", "passage": "Tidal pools host anemones.", "reasoning": "Not about causes.", "label": "false"},
+        {"instruction": "Determine if the following passage is relevant to the query. Answer only with 'true' or 'false'.",
+         "input": "Query: boiling point of water\nPassage: Water boils at 100 C at sea level.\n<think>",
+         "output": "The passage gives it.\n</think> true"},
+        {"query": "what causes tides", "passage": "Tides are caused by the moon's gravity.", "reasoning": "again", "label": 1},  # duplicate
+    )
+    result = examples_import(file=data, filename="rank1.jsonl", origin="rank1", dataset=dataset)
+    assert (result.created, result.duplicates) == (3, 1)
+    assert Example.objects.filter(origin="rank1", status="approved", dataset=dataset).count() == 3
+    assert GeneratedQuery.objects.count() == 2  # one row per distinct query
+    neg = Example.objects.get(intended_label=False)
+    assert neg.passage.kind == Passage.Kind.HARD_NEGATIVE and neg.reasoning_trace == "Not about causes."
+    alpaca = Example.objects.get(query__text="boiling point of water")
+    assert alpaca.intended_label is True and alpaca.reasoning_trace == "The passage gives it."
+    again = examples_import(file=data, filename="rank1.jsonl", origin="imported")
+    assert (again.created, again.duplicates) == (0, 4)
+
+
+def test_examples_bad_label_and_origin_import_nothing():
+    data = jsonl({"query": "q", "passage": "p", "label": True}, {"query": "q2", "passage": "p2", "label": "yes"})
+    with pytest.raises(ImportValidationError) as info:
+        examples_import(file=data, filename="x.jsonl", origin="imported")
+    assert info.value.line == 2 and info.value.field == "label"
+    with pytest.raises(ImportValidationError, match="origin"):
+        examples_import(file=data, filename="x.jsonl", origin="synthetic")
+    assert Example.objects.count() == GeneratedQuery.objects.count() == Passage.objects.count() == 0
+
+
+def test_imported_examples_default_to_review_queue():
+    examples_import(file=jsonl({"query": "q", "passage": "p", "label": False}), filename="x.jsonl", origin="imported")
+    assert Example.objects.get().status == Example.Status.PENDING_REVIEW
+
+
+def test_commands_import_and_reject_with_line(tmp_path, shared_data):
+    out = io.StringIO()
+    call_command("import_personas", str(shared_data / "personahub" / "personas_from_tool.jsonl"), stdout=out, stderr=io.StringIO())
+    assert "5000 imported" in out.getvalue()
+    bad = tmp_path / "seeds.jsonl"
+    bad.write_bytes(jsonl({"query": "ok"}, {"query": ["not", "a", "string"]}))
+    with pytest.raises(CommandError, match=r"line 2, field 'query'.*nothing was imported"):
+        call_command("import_seeds", str(bad), stdout=io.StringIO(), stderr=io.StringIO())
+    assert SeedQuery.objects.count() == 0
+    ex = tmp_path / "ex.jsonl"
+    ex.write_bytes(jsonl({"query": "q", "passage": "p", "reasoning": "r", "label": True}))
+    call_command("import_examples", str(ex), "--origin", "rank1", "--dataset", "rank1-mix", stdout=io.StringIO(), stderr=io.StringIO())
+    assert Example.objects.get().dataset.name == "rank1-mix"

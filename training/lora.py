@@ -1,0 +1,672 @@
+"""Fine-tuning and scoring for the two backbones (torch / transformers / peft imported inside functions,
+so the web process never loads them).
+
+1. causal-lm: the Rank1/LimRank pointwise reasoning reranker. Prompt = `curation.formats.rank1_prompt`
+   (plain text, no chat template), completion = reasoning + `</think> true|false`, loss on the completion
+   only, LoRA via peft. Score = p(true) from the " true"/" false" log-probabilities after `</think>`.
+2. cross-encoder: AutoModelForSequenceClassification(num_labels=1) on (query, passage) pairs with binary
+   cross-entropy; score = sigmoid(logit).
+
+Why transformers' Trainer and not TRL's SFTTrainer: TRL 1.16 appends EOS to every prompt-completion row and
+finds the completion boundary by re-tokenizing prompt+completion; here the prompt ends on the `<think>` token,
+so we tokenize prompt and completion apart, mask the prompt's labels (-100) ourselves, and truncate so the
+answer tokens are never cut. The cross-encoder then shares the same loop, callbacks, checkpoints and resume.
+
+Nothing here touches Django: progress goes through a `Reporter` that the caller supplies.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Protocol, Sequence
+
+from curation.formats import THINK_CLOSE, THINK_OPEN, rank1_output, rank1_passage, rank1_prompt, rank1_query
+
+from .presets import TrainingConfig
+
+CONFIG_FILE = "training_config.json"
+META_FILE = "limrank_artifact.json"
+# Tokens kept at the end of a truncated prompt (the "\n<think>" line) and of a truncated completion (the answer).
+PROMPT_TAIL_TOKENS = 8
+COMPLETION_TAIL_TOKENS = 16
+
+
+class Reporter(Protocol):
+    """What the training loop tells its caller; `progress` returns False to stop (cancel)."""
+
+    def progress(self, *, step: int, total: int, metrics: dict[str, Any]) -> bool: ...
+
+    def log(self, line: str) -> None: ...
+
+
+class NullReporter:
+    def progress(self, *, step, total, metrics):
+        return True
+
+    def log(self, line):
+        pass
+
+
+@dataclass
+class TrainResult:
+    output_dir: str
+    global_step: int
+    total_steps: int
+    train_loss: float | None
+    cancelled: bool = False
+    resumed_from: str = ""
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+# ----------------------------------------------------------------------------- examples
+
+
+def causal_lm_example(row: dict[str, Any]) -> dict[str, str]:
+    """A DatasetVersionMember snapshot -> {"prompt", "completion"} in the Rank1 format."""
+    prompt = rank1_prompt(row["query_text"], row.get("passage_title", ""), row["passage_text"], row.get("instruction", ""))
+    # The prompt's last line is `<think>`; the reasoning starts on the next line.
+    completion = "\n" + rank1_output(row.get("reasoning_trace", ""), bool(row["label"]))
+    return {"prompt": prompt, "completion": completion}
+
+
+def cross_encoder_example(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "query": rank1_query(row["query_text"], row.get("instruction", "")),
+        "passage": rank1_passage(row.get("passage_title", ""), row["passage_text"]),
+        "label": 1.0 if row["label"] else 0.0,
+    }
+
+
+def _truncate(ids: list[int], budget: int, tail: int) -> list[int]:
+    """Keep the head and the last `tail` tokens: the `<think>` line of a prompt, the answer of a completion."""
+    if len(ids) <= budget:
+        return ids
+    if budget <= tail:
+        return ids[-budget:]
+    return ids[: budget - tail] + ids[-tail:]
+
+
+def _split_budget(prompt_len: int, completion_len: int, max_length: int) -> tuple[int, int]:
+    """LLaMA-Factory's rule for sharing the cutoff between source and target (infer_seqlen)."""
+    if completion_len * 2 < max_length:
+        max_completion = max_length
+    elif prompt_len * 2 < max_length:
+        max_completion = max_length - prompt_len
+    else:
+        max_completion = int(max_length * completion_len / (prompt_len + completion_len))
+    completion_budget = min(max_completion, completion_len)
+    prompt_budget = min(max(max_length - completion_budget, 0), prompt_len)
+    return prompt_budget, completion_budget
+
+
+def _prefix_ids(tokenizer) -> list[int]:
+    # No chat template: Qwen has no BOS; a tokenizer that defines one gets it once at the start.
+    return [tokenizer.bos_token_id] if getattr(tokenizer, "bos_token_id", None) is not None else []
+
+
+def causal_lm_tokenize(tokenizer, examples: Sequence[dict[str, str]], max_length: int) -> list[dict[str, list[int]]]:
+    prefix = _prefix_ids(tokenizer)
+    prompts = tokenizer([e["prompt"] for e in examples], add_special_tokens=False)["input_ids"]
+    completions = tokenizer([e["completion"] for e in examples], add_special_tokens=False)["input_ids"]
+    rows = []
+    for p, c in zip(prompts, completions):
+        p = prefix + p
+        p_budget, c_budget = _split_budget(len(p), len(c), max_length)
+        p = _truncate(p, p_budget, PROMPT_TAIL_TOKENS)
+        c = _truncate(c, c_budget, COMPLETION_TAIL_TOKENS)
+        rows.append({"input_ids": p + c, "labels": [-100] * len(p) + c})
+    return rows
+
+
+def think_token_ids(tokenizer) -> tuple[int | None, int | None]:
+    """Ids of `<think>`/`</think>` when each is a single token (after add_think_tokens), else None."""
+    out = []
+    for tag in (THINK_OPEN, THINK_CLOSE):
+        ids = tokenizer.encode(tag, add_special_tokens=False)
+        out.append(ids[0] if len(ids) == 1 else None)
+    return out[0], out[1]
+
+
+def answer_token_ids(tokenizer) -> tuple[int, int]:
+    """First token of " true" and of " false" (leading space, as they follow `</think>`)."""
+    t = tokenizer.encode(" true", add_special_tokens=False)
+    f = tokenizer.encode(" false", add_special_tokens=False)
+    if not t or not f or t[0] == f[0]:
+        raise ValueError("the tokenizer cannot tell ' true' from ' false' by their first token")
+    return t[0], f[0]
+
+
+# ----------------------------------------------------------------------------- device helpers
+
+
+def device_settings(config: TrainingConfig) -> dict[str, Any]:
+    """bf16 only where supported (CUDA with bf16); fp32 otherwise. One device per process under accelerate."""
+    import torch
+
+    cuda = torch.cuda.is_available()
+    bf16 = bool(config.bf16 and cuda and torch.cuda.is_bf16_supported())
+    out = {"cuda": cuda, "bf16": bf16, "dtype": torch.bfloat16 if bf16 else torch.float32, "device_map": None}
+    if cuda:
+        from accelerate import PartialState
+
+        out["device_map"] = {"": PartialState().local_process_index}
+    return out
+
+
+def _is_main_process() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def _any_rank(flag: bool) -> bool:
+    """All ranks must stop together, or the others hang in their next collective."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return flag
+    import torch
+    from accelerate import PartialState
+
+    t = torch.tensor([1 if flag else 0], device=PartialState().device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())
+
+
+# ----------------------------------------------------------------------------- progress callback
+
+
+def _progress_callback_class():
+    from transformers import TrainerCallback
+
+    class ProgressCallback(TrainerCallback):
+        """Reports step/total, loss, ETA, tokens/s to the reporter; stops when it answers False (cancel)."""
+
+        def __init__(self, reporter: Reporter, *, min_interval: float = 2.0, resumed_from: str = ""):
+            self.reporter = reporter
+            self.min_interval = min_interval
+            self.metrics: dict[str, Any] = {"loss": [], "resumed_from": resumed_from}
+            self.cancelled = False
+            self._t0 = time.monotonic()
+            self._step0 = 0
+            self._tokens0 = 0
+            self._last_report = 0.0
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            self._t0 = time.monotonic()
+            self._step0 = state.global_step
+            self._tokens0 = state.num_input_tokens_seen or 0
+            self.metrics["total_steps"] = state.max_steps
+            # A resumed run brings back the loss history it already reported.
+            self.metrics["loss"] = [[h["step"], h["loss"]] for h in state.log_history if "loss" in h]
+            self._report(state, force=True)
+
+        def _rates(self, state) -> None:
+            elapsed = max(time.monotonic() - self._t0, 1e-9)
+            steps = state.global_step - self._step0
+            tokens = (state.num_input_tokens_seen or 0) - self._tokens0
+            self.metrics["elapsed_seconds"] = round(elapsed, 2)
+            if steps > 0:
+                per_step = elapsed / steps
+                self.metrics["seconds_per_step"] = round(per_step, 4)
+                self.metrics["eta_seconds"] = round(per_step * max(state.max_steps - state.global_step, 0), 1)
+                self.metrics["examples_per_second"] = round(steps * getattr(self, "global_batch", 1) / elapsed, 3)
+            if tokens > 0:
+                self.metrics["tokens_per_second"] = round(tokens / elapsed, 1)
+            self.metrics["epoch"] = round(state.epoch or 0.0, 4)
+            self.metrics["tokens_seen"] = int(state.num_input_tokens_seen or 0)
+            import torch
+
+            if torch.cuda.is_available():
+                self.metrics["peak_memory_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+
+        def _report(self, state, *, force: bool = False) -> bool:
+            now = time.monotonic()
+            if _is_main_process() and (force or now - self._last_report >= self.min_interval):
+                self._last_report = now
+                self._rates(state)
+                if not self.reporter.progress(step=state.global_step, total=state.max_steps, metrics=dict(self.metrics)):
+                    self._cancel_seen = True
+            return not getattr(self, "_cancel_seen", False)
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            logs = logs or {}
+            if "loss" in logs and _is_main_process():
+                self.metrics["loss"].append([state.global_step, round(float(logs["loss"]), 6)])
+                if "learning_rate" in logs:
+                    self.metrics["learning_rate"] = float(logs["learning_rate"])
+                self.reporter.log(
+                    f"step {state.global_step}/{state.max_steps} loss {float(logs['loss']):.4f}"
+                    + (f" lr {float(logs['learning_rate']):.3g}" if "learning_rate" in logs else "")
+                )
+            if "train_loss" in logs:
+                self.metrics["train_loss"] = float(logs["train_loss"])
+
+        def on_step_end(self, args, state, control, **kwargs):
+            last = state.global_step >= state.max_steps
+            keep_going = self._report(state, force=last or state.global_step % max(1, args.logging_steps) == 0)
+            # Cancel checks on a fixed cadence, so every rank asks at the same step.
+            if _any_rank(not keep_going):
+                self.cancelled = True
+                control.should_training_stop = True
+                control.should_save = False
+
+        def on_substep_end(self, args, state, control, **kwargs):
+            self._report(state)  # heartbeat during long gradient accumulation
+
+        def on_save(self, args, state, control, **kwargs):
+            if _is_main_process():
+                self.reporter.log(f"checkpoint saved at step {state.global_step}")
+
+        def on_train_end(self, args, state, control, **kwargs):
+            self._report(state, force=True)
+
+    return ProgressCallback
+
+
+# ----------------------------------------------------------------------------- data
+
+
+class _ListDataset:
+    def __init__(self, rows):
+        self.rows = rows
+
+    def __len__(self):
+        return len(self.rows)
+
+    def __getitem__(self, i):
+        return self.rows[i]
+
+
+def _causal_collator(pad_id: int):
+    import torch
+
+    def collate(batch):
+        width = max(len(b["input_ids"]) for b in batch)
+        ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+        labels = torch.full((len(batch), width), -100, dtype=torch.long)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for i, b in enumerate(batch):
+            n = len(b["input_ids"])
+            ids[i, :n] = torch.tensor(b["input_ids"])
+            labels[i, :n] = torch.tensor(b["labels"])
+            mask[i, :n] = 1
+        return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+
+    return collate
+
+
+def _cross_collator(tokenizer, max_length: int):
+    import torch
+
+    def collate(batch):
+        enc = tokenizer([b["query"] for b in batch], [b["passage"] for b in batch], padding=True,
+                        truncation="longest_first", max_length=max_length, return_tensors="pt")
+        enc["labels"] = torch.tensor([b["label"] for b in batch], dtype=torch.float32)
+        return dict(enc)
+
+    return collate
+
+
+def _bce_loss(outputs, labels, num_items_in_batch=None):
+    import torch.nn.functional as F
+
+    logits = outputs["logits"].squeeze(-1).float()
+    loss = F.binary_cross_entropy_with_logits(logits, labels.float(), reduction="sum")
+    denominator = num_items_in_batch if num_items_in_batch is not None else labels.numel()
+    return loss / denominator
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+def _tokenizer_class(path: str):
+    """The class named in a local tokenizer_config.json: transformers 5's AutoTokenizer otherwise picks the
+    model type's class (a qwen2 config forces Qwen2Tokenizer even when another tokenizer was saved with it)."""
+    from transformers import AutoTokenizer
+
+    cfg = Path(path) / "tokenizer_config.json"
+    if cfg.exists():
+        name = json.loads(cfg.read_text()).get("tokenizer_class")
+        if name:
+            from transformers.models.auto.tokenization_auto import tokenizer_class_from_name
+
+            cls = tokenizer_class_from_name(name)
+            if cls is not None:
+                return cls
+    return AutoTokenizer
+
+
+def tokenizer_load(path: str, *, add_think_tokens: bool, padding_side: str = "right"):
+    tok = _tokenizer_class(path).from_pretrained(path)
+    if add_think_tokens:
+        tok.add_tokens([THINK_OPEN, THINK_CLOSE], special_tokens=True)
+    if tok.pad_token is None:
+        # Qwen base tokenizers define <|endoftext|> as pad; others fall back to EOS.
+        if tok.eos_token is None:
+            raise ValueError(f"tokenizer of {path} has neither a pad nor an EOS token")
+        tok.pad_token = tok.eos_token
+    tok.padding_side = padding_side
+    return tok
+
+
+def _causal_model_for_training(config: TrainingConfig, tokenizer, dev: dict):
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(config.base_model, dtype=dev["dtype"], device_map=dev["device_map"])
+    new_ids = [i for i in think_token_ids(tokenizer) if i is not None] if config.add_think_tokens else []
+    if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
+        model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+    trainable_tokens = _trainable_token_targets(model, new_ids)
+    if config.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.enable_input_require_grads()
+    targets = config.lora_target_modules.strip()
+    target_modules = targets if targets == "all-linear" else [t.strip() for t in targets.split(",") if t.strip()]
+    lora = LoraConfig(
+        r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+        target_modules=target_modules, task_type="CAUSAL_LM", bias="none",
+        # The added <think>/</think> rows are trained and saved with the adapter (not the whole embedding matrix).
+        trainable_token_indices=trainable_tokens,
+    )
+    return get_peft_model(model, lora)
+
+
+def _trainable_token_targets(model, ids: list[int]):
+    """The rows of the added tokens in the input embedding and, when it is not tied, in the LM head too:
+    the model must learn to read `<think>` and to write `</think>` (LLaMA-Factory trains both whole matrices
+    when it resizes the vocabulary; training the two rows is the same idea at a fraction of the memory)."""
+    if not ids:
+        return None
+    names = {module: name.rsplit(".", 1)[-1] for name, module in model.named_modules()}
+    targets = {names[model.get_input_embeddings()]: list(ids)}
+    output = model.get_output_embeddings()
+    tied = getattr(model.config.get_text_config(), "tie_word_embeddings", False)
+    if output is not None and not tied and output in names:
+        targets[names[output]] = list(ids)
+    return targets
+
+
+def _cross_model_for_training(config: TrainingConfig, dev: dict):
+    from transformers import AutoModelForSequenceClassification
+
+    return AutoModelForSequenceClassification.from_pretrained(
+        config.base_model, num_labels=1, dtype=dev["dtype"], device_map=dev["device_map"]
+    )
+
+
+# ----------------------------------------------------------------------------- training
+
+
+def train(
+    *,
+    config: TrainingConfig,
+    rows: Sequence[dict[str, Any]],
+    reporter: Reporter | None = None,
+    foreground: bool = False,
+    extra_callbacks: Iterable[Any] = (),
+) -> TrainResult:
+    """Train `config.backbone` on dataset-version member rows; resumes from the last checkpoint in
+    `output_dir/checkpoints` when there is one. Writes the result to `output_dir/final`."""
+    from transformers import Trainer, TrainingArguments, set_seed
+    from transformers.trainer_utils import get_last_checkpoint
+
+    reporter = reporter or NullReporter()
+    if not rows:
+        raise ValueError("the dataset version has no members to train on")
+    out = Path(config.output_dir)
+    ckpt_dir, final_dir = out / "checkpoints", out / "final"
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    set_seed(config.seed)
+    dev = device_settings(config)
+    reporter.log(
+        f"backbone {config.backbone}, base {config.base_model}, {len(rows)} examples, device "
+        f"{'cuda' if dev['cuda'] else 'cpu'}, dtype {'bf16' if dev['bf16'] else 'fp32'}, global batch "
+        f"{config.global_batch_size} ({config.per_device_batch_size} × {config.accumulation_steps} accumulation × "
+        f"{config.num_processes} processes)"
+    )
+
+    if config.backbone == "causal-lm":
+        tokenizer = tokenizer_load(config.base_model, add_think_tokens=config.add_think_tokens)
+        examples = [causal_lm_example(r) for r in rows]
+        dataset = _ListDataset(causal_lm_tokenize(tokenizer, examples, config.max_length))
+        collator = _causal_collator(tokenizer.pad_token_id)
+        model = _causal_model_for_training(config, tokenizer, dev)
+        loss_func = None
+    elif config.backbone == "cross-encoder":
+        tokenizer = tokenizer_load(config.base_model, add_think_tokens=False)
+        dataset = _ListDataset([cross_encoder_example(r) for r in rows])
+        collator = _cross_collator(tokenizer, config.max_length)
+        model = _cross_model_for_training(config, dev)
+        loss_func = _bce_loss
+    else:
+        raise ValueError(f"unknown backbone {config.backbone!r}")
+    reporter.log("model and data ready")
+
+    args = TrainingArguments(
+        output_dir=str(ckpt_dir),
+        per_device_train_batch_size=config.per_device_batch_size,
+        gradient_accumulation_steps=config.accumulation_steps,
+        learning_rate=config.learning_rate,
+        num_train_epochs=config.epochs,
+        max_steps=config.max_steps,
+        lr_scheduler_type=config.lr_scheduler,
+        warmup_steps=config.warmup_ratio,  # a float < 1 is a ratio of the total steps in transformers 5
+        weight_decay=config.weight_decay,
+        max_grad_norm=config.max_grad_norm,
+        logging_steps=config.logging_steps,
+        save_strategy="steps",
+        save_steps=config.save_steps,
+        save_total_limit=config.save_total_limit,
+        bf16=dev["bf16"],
+        use_cpu=not dev["cuda"],
+        seed=config.seed,
+        data_seed=config.seed,
+        report_to="none",
+        disable_tqdm=not foreground,
+        remove_unused_columns=False,
+        dataloader_num_workers=0,
+        include_num_input_tokens_seen="non_padding",
+        ddp_find_unused_parameters=False if config.num_processes > 1 else None,
+    )
+    last = get_last_checkpoint(str(ckpt_dir)) if ckpt_dir.exists() else None
+    callback = _progress_callback_class()(reporter, resumed_from=Path(last).name if last else "")
+    callback.global_batch = config.global_batch_size
+    trainer = Trainer(
+        model=model, args=args, train_dataset=dataset, data_collator=collator, processing_class=tokenizer,
+        compute_loss_func=loss_func, callbacks=[callback, *extra_callbacks],
+    )
+    if not foreground:
+        from transformers.trainer_callback import PrinterCallback
+
+        trainer.remove_callback(PrinterCallback)  # progress goes to the job row, not stdout
+    if last:
+        reporter.log(f"resuming from {Path(last).name}")
+    output = trainer.train(resume_from_checkpoint=last)
+    state = trainer.state
+    metrics = dict(callback.metrics)
+    metrics["train_loss"] = float(output.training_loss) if output.training_loss is not None else None
+    result = TrainResult(
+        output_dir=str(final_dir), global_step=state.global_step, total_steps=state.max_steps,
+        train_loss=metrics["train_loss"], cancelled=callback.cancelled, resumed_from=metrics.get("resumed_from", ""),
+        metrics=metrics,
+    )
+    if callback.cancelled:
+        reporter.log(f"cancelled at step {state.global_step}/{state.max_steps}")
+        return result
+    trainer.save_model(str(final_dir))  # adapter (peft) or full model, plus the tokenizer; main process only
+    if trainer.is_world_process_zero():
+        tokenizer.save_pretrained(str(final_dir))
+        config.save(final_dir / CONFIG_FILE)
+        (final_dir / META_FILE).write_text(json.dumps({
+            "backbone": config.backbone, "base_model": config.base_model, "dataset_hash": config.dataset_hash,
+            "dataset_version_id": config.dataset_version_id, "global_step": state.global_step,
+            "train_loss": metrics["train_loss"], "hyperparameters": config.hyperparameters(),
+            "prompt": "rank1" if config.backbone == "causal-lm" else "cross-encoder pair",
+        }, indent=2))
+        reporter.log(f"saved to {final_dir}")
+    return result
+
+
+def artifact_size(path: str | Path) -> int:
+    return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())
+
+
+# ----------------------------------------------------------------------------- loading for scoring
+
+
+def reranker_load(path: str | Path, *, backbone: str | None = None):
+    """Load a trained artifact directory (or a base model) for scoring: returns (model, tokenizer, backbone)."""
+    import torch
+
+    path = Path(path)
+    meta = json.loads((path / META_FILE).read_text()) if (path / META_FILE).exists() else {}
+    backbone = backbone or meta.get("backbone") or "causal-lm"
+    cuda = torch.cuda.is_available()
+    dtype = torch.bfloat16 if cuda and torch.cuda.is_bf16_supported() else torch.float32
+    device_map = "auto" if cuda else None
+    if backbone == "cross-encoder":
+        from transformers import AutoModelForSequenceClassification
+
+        tok = tokenizer_load(str(path), add_think_tokens=False)
+        model = AutoModelForSequenceClassification.from_pretrained(str(path), dtype=dtype, device_map=device_map)
+    elif (path / "adapter_config.json").exists():
+        from peft import PeftModel
+        from transformers import AutoModelForCausalLM
+
+        adapter = json.loads((path / "adapter_config.json").read_text())
+        base_path = meta.get("base_model") or adapter["base_model_name_or_path"]
+        tok = tokenizer_load(str(path), add_think_tokens=False, padding_side="left")
+        base = AutoModelForCausalLM.from_pretrained(base_path, dtype=dtype, device_map=device_map)
+        if len(tok) > base.get_input_embeddings().weight.shape[0]:
+            base.resize_token_embeddings(len(tok), mean_resizing=False)
+        model = PeftModel.from_pretrained(base, str(path))
+    else:
+        from transformers import AutoModelForCausalLM
+
+        tok = tokenizer_load(str(path), add_think_tokens=False, padding_side="left")
+        model = AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype, device_map=device_map)
+    model.eval()
+    return model, tok, backbone
+
+
+def cross_encoder_score_pairs(model, tokenizer, pairs: Sequence[tuple[str, str]], *, batch_size: int = 32,
+                              max_length: int = 512) -> list[float]:
+    """sigmoid(logit) of a sequence-classification model with one label, per (query, passage)."""
+    import torch
+
+    device = next(model.parameters()).device
+    scores: list[float] = []
+    with torch.inference_mode():
+        for start in range(0, len(pairs), batch_size):
+            chunk = pairs[start : start + batch_size]
+            enc = tokenizer([q for q, _ in chunk], [p for _, p in chunk], padding=True, truncation="longest_first",
+                            max_length=max_length, return_tensors="pt").to(device)
+            logits = model(**enc).logits.float().squeeze(-1)
+            scores.extend(torch.sigmoid(logits).tolist())
+    return scores
+
+
+_SENTENCE_END = re.compile(r"[.!?](?=\s|$)")
+
+
+def _cut_at_last_sentence(text: str) -> str:
+    ends = list(_SENTENCE_END.finditer(text))
+    return text[: ends[-1].end()] if ends else text
+
+
+def _p_true(logits_row, true_id: int, false_id: int) -> float:
+    import torch
+
+    pair = torch.log_softmax(logits_row.float(), dim=-1)[[true_id, false_id]]
+    if not torch.isfinite(pair).all():
+        return 0.5
+    return float(torch.softmax(pair, dim=-1)[0])  # exp(lp_t) / (exp(lp_t) + exp(lp_f))
+
+
+def causal_lm_score_pairs(
+    model,
+    tokenizer,
+    pairs: Sequence[tuple[str, str]],
+    *,
+    max_new_tokens: int = 8192,
+    batch_size: int = 8,
+    max_prompt_length: int | None = None,
+    return_details: bool = False,
+):
+    """Rank1/LimRank scoring of (query, passage) pairs with a causal LM (plain or a PeftModel).
+
+    `query` is the full query as the model should see it (append an instruction, or wrap it per benchmark,
+    before calling); `passage` is title and text joined by a space. Generates greedily after `<think>` until
+    `</think>` and one more token, and reads p(true) = exp(lp_true) / (exp(lp_true) + exp(lp_false)) from the
+    raw logits at the answer position. If the model never closes its reasoning, the text is cut at its last
+    full sentence, `\\n</think>` is appended and one token restricted to " true"/" false" is forced; failing
+    that, 0.5. Returns a list of floats (or of dicts with score, reasoning and how it was read).
+    """
+    import torch
+    from transformers import StoppingCriteria, StoppingCriteriaList
+
+    true_id, false_id = answer_token_ids(tokenizer)
+    _, close_id = think_token_ids(tokenizer)
+    device = next(model.parameters()).device
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    prefix = _prefix_ids(tokenizer)
+
+    class _ClosedAndAnswered(StoppingCriteria):
+        """Per row: stop once `</think>` and the token after it have been generated."""
+
+        def __init__(self, prompt_width: int):
+            self.prompt_width = prompt_width
+
+        def __call__(self, input_ids, scores, **kwargs):
+            gen = input_ids[:, self.prompt_width :]
+            if close_id is None or gen.shape[1] < 2:
+                return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+            return (gen[:, :-1] == close_id).any(dim=1)
+
+    details: list[dict[str, Any]] = []
+    for start in range(0, len(pairs), batch_size):
+        chunk = pairs[start : start + batch_size]
+        prompt_ids = [prefix + tokenizer.encode(rank1_prompt(q, "", p), add_special_tokens=False) for q, p in chunk]
+        if max_prompt_length:
+            prompt_ids = [_truncate(ids, max_prompt_length, PROMPT_TAIL_TOKENS) for ids in prompt_ids]
+        width = max(len(ids) for ids in prompt_ids)
+        # Left padding: every prompt ends at the same column, where generation starts.
+        input_ids = torch.full((len(chunk), width), pad_id, dtype=torch.long)
+        attention = torch.zeros((len(chunk), width), dtype=torch.long)
+        for i, ids in enumerate(prompt_ids):
+            input_ids[i, width - len(ids) :] = torch.tensor(ids)
+            attention[i, width - len(ids) :] = 1
+        input_ids, attention = input_ids.to(device), attention.to(device)
+        with torch.inference_mode():
+            out = model.generate(
+                input_ids=input_ids, attention_mask=attention, do_sample=False, max_new_tokens=max_new_tokens,
+                pad_token_id=pad_id, output_logits=True, return_dict_in_generate=True,
+                stopping_criteria=StoppingCriteriaList([_ClosedAndAnswered(width)]),
+                temperature=None, top_p=None, top_k=None, repetition_penalty=None,
+            )
+        generated = out.sequences[:, width:]
+        for i in range(len(chunk)):
+            row = generated[i].tolist()
+            closed_at = row.index(close_id) if close_id is not None and close_id in row else -1
+            if 0 <= closed_at and closed_at + 1 < len(out.logits):
+                score = _p_true(out.logits[closed_at + 1][i], true_id, false_id)
+                reasoning = tokenizer.decode(row[:closed_at], skip_special_tokens=True)
+                details.append({"score": score, "reasoning": reasoning, "how": "answered"})
+                continue
+            # Never closed: cut at the last full sentence, close the reasoning, force the answer.
+            text = tokenizer.decode([t for t in row if t != pad_id], skip_special_tokens=True)
+            reasoning = _cut_at_last_sentence(text).rstrip()
+            forced = prompt_ids[i] + tokenizer.encode(f"{reasoning}\n{THINK_CLOSE}", add_special_tokens=False)
+            try:
+                with torch.inference_mode():
+                    logits = model(input_ids=torch.tensor([forced], device=device)).logits[0, -1]
+                score, how = _p_true(logits, true_id, false_id), "forced"
+            except Exception:  # e.g. the forced sequence exceeds the model's context
+                score, how = 0.5, "fallback"
+            details.append({"score": score, "reasoning": reasoning, "how": how})
+    return details if return_details else [d["score"] for d in details]
