@@ -230,13 +230,19 @@ def main(argv=None):
     p.add_argument("--port", type=int, default=8765)
     p.add_argument("--database-url", default=os.environ.get("DATABASE_URL", DEFAULT_DB))
     p.add_argument("--out", default="/work/notes/BENCH-review.md")
+    p.add_argument("--client-side-binding", action="store_true",
+                   help="psycopg's default client-side binding (no prepared statements) instead of server_side_binding")
     args = p.parse_args(argv)
     if not args.database_url.startswith(("postgres://", "postgresql://")):
         raise SystemExit("bench/review_api.py measures PostgreSQL: give --database-url postgres://...")
     t_start = time.time()
 
     ensure_database(args.database_url)
+    # Production-shaped connections: persistent, and (unless asked otherwise) server-side binding, which lets
+    # psycopg prepare the hot queries instead of PostgreSQL planning them on every request.
     db_url = args.database_url + ("&" if "?" in args.database_url else "?") + "conn_max_age=600"
+    if not args.client_side_binding:
+        db_url += "&server_side_binding=true"
     env = {**os.environ, "DATABASE_URL": db_url, "DJANGO_SETTINGS_MODULE": "review_bench_settings", "PYTHONPATH": f"{ROOT / 'bench'}:{ROOT}"}
     subprocess.run([sys.executable, str(ROOT / "manage.py"), "migrate", "--noinput", "-v", "0"], check=True,
                    env={**env, "DJANGO_SETTINGS_MODULE": "limrank_app.settings"}, cwd=ROOT)
@@ -289,7 +295,7 @@ def main(argv=None):
         "",
         f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {os.cpu_count()} CPU cores (shared; load average "
         f"{load[0]:.1f}), PostgreSQL, gunicorn gthread {args.workers} workers x {args.threads} threads on 127.0.0.1, "
-        f"CONN_MAX_AGE=600, {args.clients} concurrent clients ({args.procs} processes, keep-alive), {args.seconds:.0f} s per phase.",
+        f"CONN_MAX_AGE=600, {'client' if args.client_side_binding else 'server'}-side binding, {args.clients} concurrent clients ({args.procs} processes, keep-alive), {args.seconds:.0f} s per phase.",
         f"Examples in the review dataset: **{used:,}** (asked for {args.examples:,}); reviews_required = 1.",
         "",
         "One cycle = two HTTP requests: claim-next + submit (review) vs two GETs of a bare view (floor).",

@@ -42,33 +42,50 @@ def admin_client(client, admin_user):
     return client
 
 
-@contextlib.contextmanager
-def celery_worker(broker_url: str, *, queues=("default", "llm", "gpu"), concurrency: int = 1, pool: str = "threads"):
-    """A real worker on the project's app against the given broker (no eager mode)."""
-    from celery.contrib.testing.worker import start_worker
-
-    from limrank_app.celery import app
-
-    old, old_options = app.conf.broker_url, app.conf.broker_transport_options
-    app.conf.broker_url = broker_url
-    app.conf.broker_transport_options = {"visibility_timeout": 3600} if broker_url.startswith("redis") else {}
+def _pools_reset(app) -> None:
     app.pool.force_close_all()
     app._pool = None
     app.amqp._producer_pool = None  # it holds the pool closed above: .delay() would fail with "closed pool"
     from kombu import pools as kombu_pools
 
     kombu_pools.reset()  # kombu's global producer registry still maps this broker to the closed pool
+
+
+@contextlib.contextmanager
+def broker_switched(broker_url: str):
+    """Point the project's Celery app at another broker for the duration.
+    Celery reads CELERY_BROKER_URL from the environment before its config, so both are switched."""
+    from limrank_app.celery import app
+
+    old, old_options = app.conf.broker_url, app.conf.broker_transport_options
+    old_env = os.environ.get("CELERY_BROKER_URL")
+    os.environ["CELERY_BROKER_URL"] = broker_url
+    app.conf.broker_url = broker_url
+    app.conf.broker_transport_options = {"visibility_timeout": 3600} if broker_url.startswith("redis") else {}
+    _pools_reset(app)
     try:
+        yield app
+    finally:
+        if old_env is None:
+            os.environ.pop("CELERY_BROKER_URL", None)
+        else:
+            os.environ["CELERY_BROKER_URL"] = old_env
+        app.conf.broker_url, app.conf.broker_transport_options = old, old_options
+        _pools_reset(app)
+
+
+@contextlib.contextmanager
+def celery_worker(broker_url: str, *, queues=("default", "llm", "gpu"), concurrency: int = 1, pool: str = "threads"):
+    """A real worker on the project's app against the given broker (no eager mode)."""
+    from celery.contrib.testing.worker import start_worker
+
+    with broker_switched(broker_url) as app:
+        assert app.connection_for_write().as_uri().split("://")[0] == broker_url.split("://")[0]
         with start_worker(
             app, concurrency=concurrency, pool=pool, perform_ping_check=False, loglevel="WARNING",
             queues=list(queues), shutdown_timeout=30,
         ) as worker:
             yield worker
-    finally:
-        app.conf.broker_url, app.conf.broker_transport_options = old, old_options
-        app.pool.force_close_all()
-        app._pool = None
-        app.amqp._producer_pool = None
 
 
 def redis_url() -> str:

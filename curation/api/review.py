@@ -16,6 +16,16 @@ from curation.services import review as svc
 from limrank_app.api.permissions import IsAdmin, IsReviewer
 
 
+class IsReviewerRemembered(IsReviewer):
+    """IsReviewer, remembering the answer on the request's user so the service does not ask the database again."""
+
+    def has_permission(self, request, view):
+        ok = super().has_permission(request, view)
+        if ok:
+            request.user._limrank_is_reviewer = True
+        return ok
+
+
 class ScopeIn(serializers.Serializer):
     dataset = serializers.IntegerField(required=False, min_value=1)
     generation_run = serializers.IntegerField(required=False, min_value=1)
@@ -89,7 +99,7 @@ class Conflict(serializers.Serializer):
 class ReviewNextView(APIView):
     """Claim the next example with a free review slot (or resume the one you hold)."""
 
-    permission_classes = [IsReviewer]
+    permission_classes = [IsReviewerRemembered]
 
     @extend_schema(request=ScopeIn, responses={200: ClaimOut, 204: OpenApiResponse(description="nothing left to review")})
     def post(self, request):
@@ -99,14 +109,22 @@ class ReviewNextView(APIView):
         if claim is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
         example = sel.review_example_for_card(example_id=claim.example_id)
-        return Response(ClaimOut({"example": example, "expires_at": claim.expires_at}).data)
+        # Built by hand (same shape as ClaimOut): this answers every "next", and DRF field setup costs more than the query.
+        q, p = example.query, example.passage
+        return Response({"example": {
+            "id": example.pk, "dataset": example.dataset_id, "query": q.text, "instruction": q.instruction,
+            "persona": q.persona.text if q.persona_id else None, "variant": q.variant, "domain": q.domain,
+            "passage_title": p.title, "passage": p.text, "intended_label": example.intended_label,
+            "reasoner_judgment": example.reasoner_judgment, "judgment_votes": example.judgment_votes,
+            "reasoning_trace": example.reasoning_trace, "origin": example.origin,
+        }, "expires_at": serializers.DateTimeField().to_representation(claim.expires_at)})
 
 
 @extend_schema(tags=["review"])
 class ReviewSubmitView(APIView):
     """Approve or reject the example you hold (optionally with edits, saved as a revision)."""
 
-    permission_classes = [IsReviewer]
+    permission_classes = [IsReviewerRemembered]
 
     @extend_schema(request=SubmitIn, responses={201: ReviewOut, 403: Conflict, 409: Conflict})
     def post(self, request):
@@ -130,7 +148,7 @@ class ReviewSubmitView(APIView):
 class ReviewSkipView(APIView):
     """Give the slot back; the example returns to you only after everything else."""
 
-    permission_classes = [IsReviewer]
+    permission_classes = [IsReviewerRemembered]
 
     @extend_schema(request=ExampleIn, responses={204: None, 403: Conflict})
     def post(self, request):
@@ -147,7 +165,7 @@ class ReviewSkipView(APIView):
 class ReviewUndoView(APIView):
     """Undo your last decision in the scope; the example is claimed for you again."""
 
-    permission_classes = [IsReviewer]
+    permission_classes = [IsReviewerRemembered]
 
     @extend_schema(request=ScopeIn, responses={200: ReviewOut, 204: OpenApiResponse(description="nothing to undo"), 409: Conflict})
     def post(self, request):

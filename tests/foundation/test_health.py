@@ -3,21 +3,13 @@ from django.urls import reverse
 from django.utils import timezone
 
 from limrank_app.models import WorkerHeartbeat
-from tests.conftest import celery_worker
+from tests.conftest import broker_switched, celery_worker
 
 
 @pytest.mark.django_db
 def test_healthz_down_without_worker(client, tmp_path):
-    from limrank_app.celery import app
-
-    old = app.conf.broker_url
-    app.conf.broker_url = f"sqla+sqlite:///{tmp_path / 'b.sqlite3'}"
-    app._pool = None
-    try:
+    with broker_switched(f"sqla+sqlite:///{tmp_path / 'b.sqlite3'}"):
         resp = client.get(reverse("healthz"))
-    finally:
-        app.conf.broker_url = old
-        app._pool = None
     body = resp.json()
     assert resp.status_code == 503
     assert body["database"]["ok"] and body["broker"]["ok"]
@@ -34,17 +26,8 @@ def test_healthz_stale_heartbeat_is_down(client):
 
 @pytest.mark.django_db
 def test_healthz_broker_down(client):
-    from limrank_app.celery import app
-
-    old = app.conf.broker_url
-    app.conf.broker_url = "redis://127.0.0.1:1/0"  # nothing listens there
-    app.pool.force_close_all()
-    app._pool = None
-    try:
+    with broker_switched("redis://127.0.0.1:1/0"):  # nothing listens there
         resp = client.get(reverse("healthz"))
-    finally:
-        app.conf.broker_url = old
-        app._pool = None
     assert resp.status_code == 503 and resp.json()["broker"]["ok"] is False
 
 

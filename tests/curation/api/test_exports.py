@@ -65,6 +65,26 @@ def test_database_and_portable_jsonl_encoders_agree(version):
     assert b"".join(exports.jsonl_stream(version, start=31)).count(b"\n") == 1
 
 
+@pytest.mark.parametrize("nasty", [
+    'quote " backslash \\ tab \t newline \n cr \r',
+    "vertical tab \v and bell \x07 and unit separator \x1f",
+    "unicode é 漢字 🙂 and a literal backslash-n \\n and \\\\v",
+    "",
+])
+def test_jsonl_encodes_any_text_exactly(version, nasty):
+    m = DatasetVersionMember.objects.filter(version=version).order_by("position")[1]
+    m.query_text = nasty
+    m.passage_text = "P: " + nasty
+    m.passage_title = nasty[:20]
+    m.reasoning_trace = nasty * 3
+    m.prompt_versions = {"reasoner": 1, "note": 'a "quoted" \\ back\nslash'}
+    m.reasoner_judgment = None
+    m.save()
+    served = [json.loads(line) for chunk in exports.jsonl_stream(version) for line in chunk.decode().splitlines()]
+    assert served == _db_rows(version)
+    assert served[1]["query_text"] == nasty and served[1]["reasoner_judgment"] is None
+
+
 def test_rank1_training_rows(version, admin_api):
     r = admin_api.get(f"/api/dataset-versions/{version.pk}/export/?format=rank1")
     assert r.status_code == 200
