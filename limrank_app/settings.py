@@ -135,6 +135,7 @@ SPECTACULAR_SETTINGS = {
         "ExampleOriginEnum": "curation.models.Example.Origin",
         "JobStatusEnum": "limrank_app.jobs.JobStatus",
         "DatasetVersionStatusEnum": "curation.models.DatasetVersion.Status",
+        "BackboneEnum": "training.models.TrainingJob.Backbone",
     },
 }
 

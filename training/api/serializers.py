@@ -5,14 +5,14 @@ from rest_framework import serializers
 
 from curation.models import DatasetVersion
 from training.models import ModelArtifact, TrainingJob
-from training.presets import BACKBONES, PRESETS
+from training.presets import PRESETS
 
 
 class TrainingJobLaunchIn(serializers.Serializer):
     dataset_version = serializers.PrimaryKeyRelatedField(queryset=DatasetVersion.objects.all())
     preset = serializers.ChoiceField(choices=[*PRESETS, "custom"], default="released",
                                      help_text="start from this preset; 'custom' starts from the dataclass defaults")
-    backbone = serializers.ChoiceField(choices=BACKBONES, required=False)
+    backbone = serializers.ChoiceField(choices=TrainingJob.Backbone.choices, required=False)
     base_model = serializers.CharField(required=False, max_length=500, help_text="hub id (org/name) or local path")
     overrides = serializers.DictField(required=False, default=dict,
                                       help_text="any TrainingConfig field -> value, e.g. {\"learning_rate\": 3e-5}")
