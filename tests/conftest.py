@@ -88,6 +88,18 @@ def celery_worker(broker_url: str, *, queues=("default", "llm", "gpu"), concurre
             yield worker
 
 
+def wait_for(predicate, timeout: float = 60.0, interval: float = 0.2) -> bool:
+    """Poll until predicate() is true (a worker runs in another thread or process); False on timeout."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return False
+
+
 def redis_url() -> str:
     return os.environ.get("LIMRANK_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 

@@ -17,7 +17,6 @@ Nothing here touches Django: progress goes through a `Reporter` that the caller 
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
 import time

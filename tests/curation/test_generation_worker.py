@@ -1,5 +1,4 @@
 """A real Celery worker on the llm queue runs a small generation run against the local LLM server (both brokers)."""
-import time
 
 import pytest
 from django.db import transaction
@@ -8,19 +7,12 @@ from curation.models import Example, GenerationRun, LLMCall
 from curation.services.generation import generation_run_create
 from limrank_app.jobs import JobStatus
 from tests import factories
-from tests.conftest import celery_worker
+from tests.conftest import celery_worker, wait_for
 from tests.curation.synth_helpers import llm_server, llm_settings  # noqa: F401
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
 
-def wait_for(predicate, timeout=90.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.2)
-    return False
 
 
 def test_worker_runs_generation_on_llm_queue(broker_url, llm_settings, llm_server):
@@ -30,7 +22,7 @@ def test_worker_runs_generation_on_llm_queue(broker_url, llm_settings, llm_serve
     with celery_worker(broker_url, queues=("llm",)):
         with transaction.atomic():
             run = generation_run_create(n_seeds=2, n_personas=1, in_flight=4, consistency_k=1)
-        assert wait_for(lambda: GenerationRun.objects.get(pk=run.pk).is_finished)
+        assert wait_for(lambda: GenerationRun.objects.get(pk=run.pk).is_finished, timeout=90)
     run.refresh_from_db()
     assert run.status == JobStatus.SUCCEEDED, run.error
     assert run.attempts == 1 and run.progress_done == run.progress_total == 2 * 1 * 2 * 3

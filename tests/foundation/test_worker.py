@@ -7,18 +7,11 @@ from django.db import transaction
 from curation.models import GenerationRun
 from limrank_app.jobs import JobStatus
 from tests import factories
-from tests.conftest import celery_worker
+from tests.conftest import celery_worker, wait_for
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
 
-def wait_for(predicate, timeout=60.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.2)
-    return False
 
 
 def test_task_enqueued_on_commit_runs_once_even_if_delivered_twice(broker_url):

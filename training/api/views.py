@@ -12,7 +12,7 @@ from rest_framework.response import Response
 from limrank_app.api.permissions import ReviewerReadAdminWrite
 from limrank_app.jobs import JobStatus
 from training import selectors, services
-from training.models import ModelArtifact, TrainingJob
+from training.models import TrainingJob
 from training.presets import PRESETS, preset_values
 
 from . import serializers as s
