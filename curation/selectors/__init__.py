@@ -4,18 +4,12 @@ from __future__ import annotations
 from django.db.models import Count, QuerySet
 
 from curation.models import Dataset, Example
+from curation.selectors.review import example_browse
 
 
 def example_list(*, filters: dict | None = None) -> QuerySet[Example]:
-    qs = Example.objects.select_related("query", "query__persona", "passage", "dataset").order_by("id")
-    filters = filters or {}
-    if filters.get("status"):
-        qs = qs.filter(status=filters["status"])
-    if filters.get("origin"):
-        qs = qs.filter(origin=filters["origin"])
-    if filters.get("dataset"):
-        qs = qs.filter(dataset_id=filters["dataset"])
-    return qs
+    """Examples with what list pages show, filtered like the admin browser (one filter implementation)."""
+    return example_browse(filters=filters or {}).select_related("query", "query__persona", "passage", "dataset")
 
 
 def example_status_counts(*, dataset: Dataset | None = None) -> dict[str, int]:
