@@ -21,7 +21,8 @@ marker in the prompt, `[[fault:KIND]]` (first attempt only) or `[[fault:KIND*]]`
   empty     empty content
   refusal   "I'm sorry, but I can't help with that."
 The attempt number comes from the openai SDK's `x-stainless-retry-count` header, so a retried call
-recovers from a transient fault the way it would from a real one.
+recovers from a transient fault the way it would from a real one. `in_flight` / `max_in_flight` count the
+chat completions being answered at once (a client's concurrency cap can be checked against them).
 Reasoning is sent as `reasoning_content` (DeepSeek / vLLM style) or, with `--reasoning think` or a model
 name containing "think", inline as `<think>…</think>`. `stream: true` answers as server-sent events.
 """
@@ -79,6 +80,8 @@ class LLMServer:
         self.retry_after, self.slow_seconds, self.disagree_rate = retry_after, slow_seconds, disagree_rate
         self.reasoning, self.verbose = reasoning, verbose
         self.counts: Counter = Counter()  # "requests", "fault:<kind>", "purpose:<purpose>"
+        self.in_flight = 0  # chat completions being answered now
+        self.max_in_flight = 0  # the most at once since start (or reset_in_flight)
         self._lock = threading.Lock()
         handler = type("Handler", (_Handler,), {"server_ref": self})
         self.httpd = _HTTPServer((host, port), handler)
@@ -110,6 +113,19 @@ class LLMServer:
     def count(self, key: str) -> None:
         with self._lock:
             self.counts[key] += 1
+
+    def _enter(self) -> None:
+        with self._lock:
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+
+    def _leave(self) -> None:
+        with self._lock:
+            self.in_flight -= 1
+
+    def reset_in_flight(self) -> None:
+        with self._lock:
+            self.max_in_flight = self.in_flight
 
     # ---- deciding what to answer
 
@@ -195,7 +211,8 @@ class _HTTPServer(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive: the SDK reuses connections
-    disable_nagle_algorithm = True  # headers and body go in two writes: Nagle + delayed ACK would add ~40 ms
+    disable_nagle_algorithm = True  # no Nagle + delayed ACK (~40 ms) on a response that leaves in several writes
+    wbufsize = -1  # buffered: headers and body leave in one send when the handler flushes after each request
     server_ref: LLMServer
 
     def log_message(self, fmt, *args):
@@ -218,6 +235,13 @@ class _Handler(BaseHTTPRequestHandler):
         return self._send(404, {"error": {"message": "not found", "type": "invalid_request_error"}})
 
     def do_POST(self):
+        self.server_ref._enter()
+        try:
+            self._post()
+        finally:
+            self.server_ref._leave()
+
+    def _post(self):
         srv = self.server_ref
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length)

@@ -2,9 +2,13 @@
 -> a positive and hard-negative passages per query -> the reasoner's trace and judgment (k samples,
 majority) -> the filter (keep when the judgment equals the intended label).
 
-Execution model: up to `in_flight` LLM calls run at once in a thread pool; the threads only talk HTTP
-and parse answers. All database writes happen in the calling thread, one transaction per batch of
-finished calls, so a run is consistent at every commit and SQLite sees a single writer.
+Execution model: one thread. Up to `in_flight` LLM calls are open at once as asyncio tasks on an event loop
+that the calling thread drives (openai's AsyncOpenAI through `LLMClient.acomplete`); the tasks only talk HTTP
+and parse answers, and a finished task's slot is refilled at once from the plan. Between turns of the loop
+the same thread writes what has finished, one transaction per batch, so a run is consistent at every commit,
+SQLite sees a single writer, and the ORM never runs inside the loop. No thread pool: 32+ HTTP threads and a
+writer on one GIL pay thread switches and lock hand-offs on every call, and the CPU per call is what limits
+a run's calls/s on a small machine (bench/RESULTS.md).
 
 Idempotent resume: what a run has written is its state. Queries are unique per (run, seed, persona,
 variant); examples are unique by content hash; a stage whose last call failed (an LLMCall row with an
@@ -13,14 +17,13 @@ run (a redelivered task, a resumed run) carries on where the last one stopped an
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import random
 import re
-import sys
 import time
 from collections import Counter, defaultdict, deque
-from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Callable, Iterator
@@ -425,27 +428,27 @@ class _Executor:
         self.votes[passage.pk] = {"query": q, "passage": passage, "results": []}
         return [Unit(Name.REASONER, _passage_key(passage.pk), {"query": q, "passage": passage}, sample=i) for i in range(self.k)]
 
-    # ---- calling (worker threads: HTTP and parsing, no database)
+    # ---- calling (tasks on the run's event loop: HTTP and parsing, no database)
 
-    def _call(self, unit: Unit) -> Outcome:
+    async def _call(self, unit: Unit) -> Outcome:
         try:
             if unit.purpose == Name.REWRITE:
                 seed, persona = unit.ctx["seed"], unit.ctx["persona"]
                 text = prompt_render(template=self.prompts[Name.REWRITE], persona=persona.text, seed_query=seed.text)
-                reply = self._complete(self.generator, unit, text, self.temperature)
+                reply = await self._complete(self.generator, unit, text, self.temperature)
                 return self._parsed(unit, reply, parse_rewrite)
             if unit.purpose in (Name.POSITIVE, Name.HARD_NEGATIVE):
                 q = unit.ctx["query"]
                 fields = {"query": q.text, "domain": q.domain or "general", "n_negatives": self.n_neg}
                 text = prompt_render(template=self.prompts[unit.purpose], **fields)
-                reply = self._complete(self.generator, unit, text, self.temperature)
+                reply = await self._complete(self.generator, unit, text, self.temperature)
                 parser = parse_positive if unit.purpose == Name.POSITIVE else (lambda t: parse_hard_negatives(t, n=self.n_neg))
                 return self._parsed(unit, reply, parser)
             q, passage = unit.ctx["query"], unit.ctx["passage"]
             query_text = f"{q.text} {q.instruction}".strip()
             passage_text = f"{passage.title} {passage.text}".strip()
             text = prompt_render(template=self.prompts[Name.REASONER], query=query_text, passage=passage_text)
-            reply = self._complete(self.reasoner, unit, text, self.reasoner_temperature, seed=unit.sample if self.k > 1 else None)
+            reply = await self._complete(self.reasoner, unit, text, self.reasoner_temperature, seed=unit.sample if self.k > 1 else None)
             return self._parsed(unit, reply, parse_verdict)
         except LLMCallError as exc:
             return Outcome(unit, exc.record, error=exc.reason)
@@ -454,7 +457,7 @@ class _Executor:
             return Outcome(unit, None, error=f"unexpected error ({type(exc).__name__})")
 
     def _complete(self, client: LLMClient, unit: Unit, text: str, temperature, seed=None):
-        return client.complete(
+        return client.acomplete(
             messages=[{"role": "user", "content": text}], purpose=unit.purpose, item_key=unit.key, run=self.run,
             prompt=self.prompts[unit.purpose], temperature=temperature, seed=seed,
         )
@@ -586,9 +589,10 @@ class _Executor:
         if self.progress_cb:
             self.progress_cb(min(self.done, self.total), self.total)
 
-    def _fill(self, pool: ThreadPoolExecutor) -> None:
-        """Keep `in_flight` calls open: follow-ups first (they finish examples), then new pairs from the plan."""
-        while not self.cancelled and len(self._pending) < self.in_flight:
+    def _fill(self) -> None:
+        """Keep `in_flight` calls open: follow-ups first (they finish examples), then new pairs from the plan.
+        At most `in_flight` tasks exist, so at most `in_flight` requests are open (the cap on the endpoint)."""
+        while not self.cancelled and not self._closing and len(self._tasks) < self.in_flight:
             if self.follow_ups:
                 unit = self.follow_ups.popleft()
             elif not self._exhausted:
@@ -598,7 +602,49 @@ class _Executor:
                     continue
             else:
                 break
-            self._pending.add(pool.submit(self._call, unit))
+            task = self._loop.create_task(self._call(unit))
+            task.add_done_callback(self._done)
+            self._tasks.add(task)
+
+    def _done(self, task: asyncio.Task) -> None:
+        """A call finished (in the loop): keep its outcome for the next write and give its slot to the next
+        unit of the plan at once; new pairs need nothing from the write."""
+        self._tasks.discard(task)
+        if task.cancelled() or task.exception() is not None:  # shutting down (_call itself never raises)
+            return
+        self._finished.append(task.result())
+        self._fill()
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    async def _arrival(self, timeout: float) -> None:
+        """Sleep until a call finishes or `timeout` passes."""
+        self._waiter = waiter = self._loop.create_future()
+        timer = self._loop.call_later(timeout, lambda: waiter.done() or waiter.set_result(None))
+        try:
+            await waiter
+        finally:
+            timer.cancel()
+            self._waiter = None
+
+    async def _collect(self, last_write: float) -> None:
+        """Run the calls until there is something to write: the first answer, then more for up to
+        BATCH_WINDOW_S after the last write (fewer, larger transactions) while calls are still open."""
+        if not self._finished:
+            await self._arrival(PROGRESS_EVERY_S)
+            if not self._finished:
+                return
+        deadline = last_write + BATCH_WINDOW_S
+        while self._tasks and (left := deadline - time.monotonic()) > 0:
+            await self._arrival(left)
+
+    async def _shutdown(self) -> None:
+        """Cancel what is still open (only after an error: a finished run has nothing open) and close the clients."""
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.generator.aclose()
+        await self.reasoner.aclose()
 
     def execute(self) -> str:
         if self.total == 0:  # nothing sampled: done, without a single call
@@ -606,43 +652,40 @@ class _Executor:
             self._report(force=True)
             return JobStatus.CANCELLED if self.cancelled else JobStatus.SUCCEEDED
         state = RunState.load(self.run)
-        plan = self._plan(state)
+        self._plan_iter = self._plan(state)
+        self._exhausted = self._closing = False
         self._last_report = 0.0
         endpoint_kwargs = {"recorder": record_later, "max_connections": self.in_flight}
         self.generator = LLMClient(llm_endpoint("generator", model=self.run.params.get("generator_model")), **endpoint_kwargs)
         self.reasoner = LLMClient(llm_endpoint("reasoner", model=self.run.params.get("reasoner_model")), **endpoint_kwargs)
-        self._pending: set[Future] = set()
-        self._exhausted = False
-        self._plan_iter = plan
-        pool = ThreadPoolExecutor(max_workers=self.in_flight, thread_name_prefix=f"run{self.run.pk}")
-        # With many HTTP threads, the writer thread waits a whole switch interval (5 ms) to get the GIL back
-        # after every SQLite call; a shorter interval keeps the single writer from becoming the bottleneck.
-        old_interval = sys.getswitchinterval()
-        sys.setswitchinterval(min(old_interval, 0.0005))
+        self._tasks: set[asyncio.Task] = set()
+        self._finished: list[Outcome] = []
+        self._waiter: asyncio.Future | None = None
+        # The loop runs only inside run_until_complete; the writes happen between its turns, where Django
+        # allows the ORM (no running loop in this thread). Answers that arrive meanwhile wait in their sockets
+        # for the few milliseconds of a batch (a write would have to outlast the request timeout to matter).
+        self._loop = loop = asyncio.new_event_loop()
         last_write = time.monotonic()
         try:
             while True:
-                self._fill(pool)
-                if not self._pending:
+                self._fill()
+                if not self._tasks and not self._finished:
                     break
-                finished, self._pending = wait(self._pending, timeout=PROGRESS_EVERY_S, return_when=FIRST_COMPLETED)
-                # Gather a few more answers into the same transaction (fewer commits), but not for long.
-                gather = BATCH_WINDOW_S - (time.monotonic() - last_write)
-                if finished and gather > 0 and self._pending:
-                    more, self._pending = wait(self._pending, timeout=gather, return_when=ALL_COMPLETED)
-                    finished |= more
-                if finished:
-                    self._fill(pool)  # new pairs need nothing from this batch: keep the slots busy meanwhile
-                    outcomes = [f.result() for f in finished]
+                loop.run_until_complete(self._collect(last_write))
+                if self._finished:
+                    outcomes, self._finished = self._finished, []
                     with transaction.atomic():
                         self._apply_batch(outcomes)
                     last_write = time.monotonic()
                 self._report()
         finally:
-            sys.setswitchinterval(old_interval)
-            pool.shutdown(wait=True, cancel_futures=True)
-            self.generator.close()
-            self.reasoner.close()
+            self._closing = True
+            try:
+                loop.run_until_complete(self._shutdown())
+                loop.run_until_complete(loop.shutdown_asyncgens())
+                loop.run_until_complete(loop.shutdown_default_executor())
+            finally:
+                loop.close()
         self._report(force=True)
         return JobStatus.CANCELLED if self.cancelled else JobStatus.SUCCEEDED
 

@@ -155,6 +155,50 @@ def test_resume_after_kill_continues_without_duplicates(llm_settings, llm_server
     assert Example.objects.count() == n_examples
 
 
+def test_in_flight_cap_is_reached_and_never_exceeded(llm_settings, llm_server):
+    """The run keeps exactly `in_flight` requests open at the endpoint while it has work for them."""
+    llm_server.latency = 0.1
+    factories.SeedQueryFactory.create_batch(4)
+    factories.PersonaFactory.create_batch(3)
+    run = run_now(n_seeds=4, n_personas=3, in_flight=6)
+    assert run.status == JobStatus.SUCCEEDED and accounted(run) == run.progress_total
+    assert llm_server.max_in_flight == 6 and llm_server.in_flight == 0
+    # One thread does it all: 12 pairs x 11 calls of 0.1 s, 6 at a time, is ~2.2 s of latency, not 13 s.
+    assert run.stats["calls"] == 12 * 11
+    assert (run.finished_at - run.started_at).total_seconds() < 8
+
+
+def test_cancel_mid_run_stops_and_resume_finishes(llm_settings, llm_server, monkeypatch):
+    monkeypatch.setattr(generation, "PROGRESS_EVERY_S", 0.0)
+    llm_server.latency = 0.05
+    factories.SeedQueryFactory.create_batch(3)
+    factories.PersonaFactory.create_batch(3)
+    run = generation_run_create(enqueue=False, n_seeds=3, n_personas=3, in_flight=4)
+    assert job_claim(GenerationRun, pk=run.pk)
+    run.refresh_from_db()
+
+    def cancel_at_a_third(done, total):
+        if done >= total // 3:
+            generation.generation_run_cancel(run=GenerationRun.objects.get(pk=run.pk))
+
+    generation_run_execute(run=run, progress=cancel_at_a_third)
+    run.refresh_from_db()
+    assert run.status == JobStatus.CANCELLED
+    assert llm_server.in_flight == 0  # nothing left open
+    # The calls that were open when the cancel came were written, not dropped.
+    assert run.stats["calls"] == LLMCall.objects.filter(generation_run=run).count() == llm_server.counts["requests"]
+    written = Example.objects.filter(generation_run=run).count()
+    assert 0 < written < run.progress_total
+
+    generation_run_resume(run=run, enqueue=False)
+    assert job_claim(GenerationRun, pk=run.pk)
+    run.refresh_from_db()
+    generation_run_execute(run=run)
+    run.refresh_from_db()
+    assert run.status == JobStatus.SUCCEEDED and accounted(run) == run.progress_total
+    assert_no_duplicates(run)
+
+
 def test_failed_run_resumes_from_where_it_stopped(llm_settings, llm_server):
     factories.SeedQueryFactory.create_batch(2)
     factories.PersonaFactory.create_batch(1)
