@@ -179,16 +179,46 @@ def _client_process(args):
     return out, errors
 
 
+def _cpu_by_command() -> dict[str, float]:
+    """CPU seconds used so far by every process on the machine, summed by command name (Linux /proc)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[str, float] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            head, _, rest = stat.read_text().rpartition(")")
+        except OSError:
+            continue
+        fields = rest.split()
+        name = head.split("(", 1)[1]
+        out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
 def run_phase(pool, procs, port, phase, tokens, dataset_id, seconds, max_cycles):
     start_at = time.time() + 1.0
     chunks = [tokens[i::procs] for i in range(procs)]
-    results = pool.map(_client_process, [(port, phase, c, dataset_id, start_at, seconds, max_cycles) for c in chunks])
+    cpu0 = _cpu_by_command()
+    results = list(pool.map(_client_process, [(port, phase, c, dataset_id, start_at, seconds, max_cycles) for c in chunks]))
+    cpu1 = _cpu_by_command()
     samples, errors = [], []
     for out, err in results:
         samples.extend(out)
         errors.extend(err)
     wall = time.time() - start_at
-    return samples, errors, wall
+    cpu = {k: v - cpu0.get(k, 0.0) for k, v in cpu1.items() if v - cpu0.get(k, 0.0) > 0}
+    return samples, errors, wall, cpu
+
+
+def cpu_per_cycle(cpu: dict[str, float], cycles: int) -> str:
+    """ms of CPU per cycle: the server (gunicorn), PostgreSQL, the clients (python) and the kernel's writeback."""
+    groups = {"gunicorn": 0.0, "postgres": 0.0, "clients": 0.0, "kernel": 0.0}
+    for name, sec in cpu.items():
+        key = "gunicorn" if name.startswith("gunicorn") else "postgres" if name.startswith("postgres") else \
+            "clients" if name.startswith("python") else "kernel" if name.startswith("kworker") else None
+        if key:
+            groups[key] += sec
+    n = max(cycles, 1)
+    return ", ".join(f"{k} {v / n * 1000:.2f}" for k, v in groups.items()) + f"; all {sum(groups.values()) / n * 1000:.2f}"
 
 
 def summarize(samples):
@@ -232,6 +262,7 @@ def main(argv=None):
     p.add_argument("--out", default="/work/notes/BENCH-review.md")
     p.add_argument("--client-side-binding", action="store_true",
                    help="psycopg's default client-side binding (no prepared statements) instead of server_side_binding")
+    p.add_argument("--hold", choices=["bare", "review"], help="only generate this load for --seconds (for profiling)")
     args = p.parse_args(argv)
     if not args.database_url.startswith(("postgres://", "postgresql://")):
         raise SystemExit("bench/review_api.py measures PostgreSQL: give --database-url postgres://...")
@@ -266,9 +297,13 @@ def main(argv=None):
         with ProcessPoolExecutor(max_workers=args.procs, mp_context=ctx) as pool:
             run_phase(pool, args.procs, args.port, "bare", tokens, dataset_id, 2.0, 50)       # warm-up: workers, connections
             run_phase(pool, args.procs, args.port, "review", tokens, dataset_id, 2.0, 20)
-            bare1, e1, w1 = run_phase(pool, args.procs, args.port, "bare", tokens, dataset_id, args.seconds, args.max_cycles)
-            review, e2, w2 = run_phase(pool, args.procs, args.port, "review", tokens, dataset_id, args.seconds, args.max_cycles)
-            bare2, e3, w3 = run_phase(pool, args.procs, args.port, "bare", tokens, dataset_id, args.seconds, args.max_cycles)
+            if args.hold:  # e.g. to attach a profiler to the workers: load without measuring
+                print(f"server pid {server.pid}: {args.hold} load for {args.seconds:.0f} s", flush=True)
+                run_phase(pool, args.procs, args.port, args.hold, tokens, dataset_id, args.seconds, 10**9)
+                return 0
+            bare1, e1, w1, c1 = run_phase(pool, args.procs, args.port, "bare", tokens, dataset_id, args.seconds, args.max_cycles)
+            review, e2, w2, c2 = run_phase(pool, args.procs, args.port, "review", tokens, dataset_id, args.seconds, args.max_cycles)
+            bare2, e3, w3, c3 = run_phase(pool, args.procs, args.port, "bare", tokens, dataset_id, args.seconds, args.max_cycles)
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         try:
@@ -308,6 +343,10 @@ def main(argv=None):
         f"| {rev['second_p50']:.1f} / {rev['second_p95']:.1f} | {rev['n'] / w2:.0f} |",
         "",
         f"**Ratio review / bare: p50 {ratio50:.2f}, p95 {ratio95:.2f}** (target <= 3: {'met' if max(ratio50, ratio95) <= 3 else 'NOT met'}).",
+        "",
+        "CPU per cycle (ms, whole machine by process name, during each phase): "
+        f"bare {cpu_per_cycle({k: c1.get(k, 0) + c3.get(k, 0) for k in set(c1) | set(c3)}, bare['n'])}; "
+        f"review {cpu_per_cycle(c2, rev['n'])}.",
         "",
         f"Integrity: {stored:,} reviews stored for {rev['n']:,} measured + warm-up cycles; examples reviewed twice: {doubled}; "
         f"claims left open: {open_claims}; client errors: {len(errors)}{(' — first: ' + errors[0]) if errors else ''}.",

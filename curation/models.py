@@ -150,20 +150,22 @@ class Example(models.Model):
         APPROVED = "approved", "Approved"
         REJECTED = "rejected", "Rejected"
 
-    dataset = models.ForeignKey(Dataset, null=True, blank=True, on_delete=models.SET_NULL, related_name="examples")
+    # Indexes are chosen for the review queue's writes as much as for reads: every decision rewrites the row (status
+    # is indexed, so no HOT update) and so inserts into each index. dataset_id is the first column of the queue index.
+    dataset = models.ForeignKey(Dataset, null=True, blank=True, on_delete=models.SET_NULL, related_name="examples", db_index=False)
     query = models.ForeignKey(GeneratedQuery, on_delete=models.PROTECT, related_name="examples")
     passage = models.ForeignKey(Passage, on_delete=models.PROTECT, related_name="examples")
     intended_label = models.BooleanField(help_text="True: the passage should be relevant")
     reasoning_trace = models.TextField(blank=True)
     reasoner_judgment = models.BooleanField(null=True, blank=True)
     judgment_votes = models.JSONField(default=list, blank=True, help_text="the k reasoner samples' judgments")
-    origin = models.CharField(max_length=16, choices=Origin.choices, default=Origin.SYNTHETIC, db_index=True)
-    status = models.CharField(max_length=16, choices=Status.choices, default=Status.GENERATED, db_index=True)
+    origin = models.CharField(max_length=16, choices=Origin.choices, default=Origin.SYNTHETIC)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.GENERATED)
     filter_reason = models.CharField(max_length=200, blank=True)
     generation_run = models.ForeignKey(GenerationRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="examples")
     prompt_versions = models.JSONField(default=dict, blank=True, help_text='{"rewrite": 1, "positive": 2, ...}')
     reasoner_model = models.CharField(max_length=200, blank=True)
-    content_hash = models.CharField(max_length=64, unique=True)
+    content_hash = models.CharField(max_length=64)  # unique: see Meta (a constraint, without a LIKE index)
     reviews_done = models.PositiveSmallIntegerField(default=0, help_text="non-undone reviews so far")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -172,7 +174,12 @@ class Example(models.Model):
         indexes = [
             models.Index(fields=["dataset", "status", "id"], name="example_queue_idx"),
             models.Index(fields=["origin", "status"], name="example_origin_status_idx"),
+            models.Index(fields=["status"], name="example_status_idx"),
+            # The review queue: only examples still pending, in id order per dataset / generation run.
+            models.Index(fields=["dataset", "id"], condition=models.Q(status="pending_review"), name="example_pending_dataset_idx"),
+            models.Index(fields=["generation_run", "id"], condition=models.Q(status="pending_review"), name="example_pending_run_idx"),
         ]
+        constraints = [models.UniqueConstraint(fields=["content_hash"], name="example_content_hash_unique")]
 
     def __str__(self):
         return f"example {self.pk}"
@@ -187,7 +194,8 @@ class Example(models.Model):
 class ReviewClaim(models.Model):
     """A reviewer's hold on an example (one review slot) until it expires or is submitted."""
 
-    example = models.ForeignKey(Example, on_delete=models.CASCADE, related_name="claims")
+    # example_id is the first column of the unique constraint: no index of its own (one less to write per claim).
+    example = models.ForeignKey(Example, on_delete=models.CASCADE, related_name="claims", db_index=False)
     reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="review_claims")
     claimed_at = models.DateTimeField(auto_now_add=True)
     expires_at = models.DateTimeField(db_index=True)
@@ -203,16 +211,17 @@ class Review(models.Model):
 
     example = models.ForeignKey(Example, on_delete=models.CASCADE, related_name="reviews")
     reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="reviews")
-    decision = models.CharField(max_length=8, choices=Decision.choices, db_index=True)
+    decision = models.CharField(max_length=8, choices=Decision.choices)
     edits = models.JSONField(default=dict, blank=True, help_text="field -> new value, applied as a revision")
     reason = models.CharField(max_length=200, blank=True)
     reason_code = models.PositiveSmallIntegerField(null=True, blank=True)
     seconds_spent = models.FloatField(default=0)
     is_adjudication = models.BooleanField(default=False)
-    undone = models.BooleanField(default=False, db_index=True)
+    undone = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:
+        indexes = [models.Index(fields=["decision"], name="review_decision_idx")]
         constraints = [
             models.UniqueConstraint(
                 fields=["example", "reviewer"],

@@ -11,16 +11,27 @@ REVIEWER = "reviewer"
 ADMIN = "admin"
 
 
+def user_roles_remember(user, *, reviewer: bool, admin: bool) -> None:
+    """Group membership read together with the user (token authentication does), kept for this request's user object."""
+    user._limrank_roles = frozenset(r for r, member in ((REVIEWER, reviewer), (ADMIN, admin)) if member)
+
+
 def user_is_admin(user) -> bool:
     if not user.is_authenticated:
         return False
+    roles = getattr(user, "_limrank_roles", None)
+    if roles is not None:
+        return user.is_superuser or ADMIN in roles
     return user.is_superuser or user.groups.filter(name=ADMIN).exists()
 
 
 def user_is_reviewer(user) -> bool:
     if not user.is_authenticated:
         return False
-    # One query: admins are reviewers too (this runs on every review request).
+    roles = getattr(user, "_limrank_roles", None)
+    if roles is not None:
+        return user.is_superuser or bool(roles)
+    # One query: admins are reviewers too.
     return user.is_superuser or user.groups.filter(name__in=[REVIEWER, ADMIN]).exists()
 
 

@@ -72,6 +72,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
          "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=30000;"}
     )
     DATABASES["default"].setdefault("TEST", {})["NAME"] = str(VAR_DIR / "test-db.sqlite3")
+elif "server_side_binding" in DATABASES["default"].get("OPTIONS", {}):
+    # `?server_side_binding=true` in DATABASE_URL arrives as text; Django only honours a real True
+    # (then psycopg prepares the statements a connection repeats, e.g. the review queue's).
+    opts = DATABASES["default"]["OPTIONS"]
+    opts["server_side_binding"] = str(opts["server_side_binding"]).lower() in ("1", "true", "yes", "on")
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [

@@ -2,11 +2,14 @@
 Thin views: an input serializer validates, a service acts, an output serializer answers."""
 from __future__ import annotations
 
-from django.core.exceptions import ValidationError as DjangoValidationError
+from django.core.exceptions import ObjectDoesNotExist, ValidationError as DjangoValidationError
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
-from rest_framework.exceptions import PermissionDenied, ValidationError
+from rest_framework.exceptions import NotFound, PermissionDenied, ValidationError
+from rest_framework.negotiation import BaseContentNegotiation
+from rest_framework.parsers import JSONParser
+from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -14,6 +17,22 @@ from curation.models import Dataset, Example, GenerationRun, Review
 from curation.selectors import review as sel
 from curation.services import review as svc
 from limrank_app.api.permissions import IsAdmin, IsReviewer
+
+
+class _JSONOnly(BaseContentNegotiation):
+    def select_parser(self, request, parsers):
+        return parsers[0]
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        return renderers[0], renderers[0].media_type
+
+
+class _ReviewJSONView(APIView):
+    """The workbench's JSON endpoints speak JSON only: no content negotiation on every request."""
+
+    renderer_classes = [JSONRenderer]
+    parser_classes = [JSONParser]
+    content_negotiation_class = _JSONOnly
 
 
 class IsReviewerRemembered(IsReviewer):
@@ -36,10 +55,84 @@ class ScopeIn(serializers.Serializer):
         return attrs
 
     def scope(self) -> sel.ReviewScope:
+        # By id: the row is read only if the service needs it (a missing one answers 404, see _not_found).
         d = self.validated_data
         if d.get("dataset"):
-            return sel.ReviewScope(dataset=get_object_or_404(Dataset, pk=d["dataset"]))
-        return sel.ReviewScope(run=get_object_or_404(GenerationRun.objects.select_related("dataset"), pk=d["generation_run"]))
+            return sel.ReviewScope(dataset_id=d["dataset"])
+        return sel.ReviewScope(run_id=d["generation_run"])
+
+
+# "next" and "submit" answer every action of every reviewer: their input is checked by these functions, with
+# ScopeIn's and SubmitIn's rules and error shapes (the serializers document them in the schema and serve the
+# other endpoints; a test sends the same bad input to both). A serializer per request costs more than the query.
+
+
+def _object(data) -> dict:
+    if not isinstance(data, dict):
+        raise ValidationError({"non_field_errors": ["Expected a JSON object."]})
+    return data
+
+
+def _positive_int(data: dict, key: str, errors: dict, *, required: bool = True) -> int | None:
+    value = data.get(key)
+    if value is None or value == "":
+        if required:
+            errors[key] = ["This field is required."]
+        return None
+    try:
+        if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+            raise ValueError
+        number = int(value)
+    except (TypeError, ValueError):
+        errors[key] = ["A valid integer is required."]
+        return None
+    if number < 1:
+        errors[key] = ["Ensure this value is greater than or equal to 1."]
+    return number
+
+
+def _scope_in(data) -> sel.ReviewScope:
+    data, errors = _object(data), {}
+    dataset = _positive_int(data, "dataset", errors, required=False)
+    run = _positive_int(data, "generation_run", errors, required=False)
+    if not errors and bool(dataset) == bool(run):
+        errors["non_field_errors"] = ["give exactly one of dataset or generation_run"]
+    if errors:
+        raise ValidationError(errors)
+    return sel.ReviewScope(dataset_id=dataset) if dataset else sel.ReviewScope(run_id=run)
+
+
+def _submit_in(data) -> dict:
+    """Types and presence; the service checks the values (decision, reason code, lengths) and names the field."""
+    data, errors = _object(data), {}
+    example = _positive_int(data, "example", errors)
+    reason_code = _positive_int(data, "reason_code", errors, required=False)
+    decision = data.get("decision")
+    if decision is None:
+        errors["decision"] = ["This field is required."]
+    elif decision not in Review.Decision.values:
+        errors["decision"] = [f'"{decision}" is not a valid choice.']
+    reason = data.get("reason", "")
+    if isinstance(reason, (int, float)) and not isinstance(reason, bool):
+        reason = str(reason)
+    if not isinstance(reason, str):
+        errors["reason"] = ["Not a valid string."]
+    seconds = data.get("seconds_spent", 0)
+    try:
+        if isinstance(seconds, bool):
+            raise ValueError
+        seconds = float(seconds)
+        if seconds < 0:
+            errors["seconds_spent"] = ["Ensure this value is greater than or equal to 0."]
+    except (TypeError, ValueError):
+        errors["seconds_spent"] = ["A valid number is required."]
+    edits = data.get("edits")
+    if edits is not None and not isinstance(edits, dict):
+        errors["edits"] = [f'Expected a dictionary of items but got type "{type(edits).__name__}".']
+    if errors:
+        raise ValidationError(errors)
+    return {"example": example, "reason_code": reason_code, "decision": decision, "reason": reason,
+            "seconds_spent": seconds, "edits": edits}
 
 
 class ClaimedExampleOut(serializers.ModelSerializer):
@@ -87,6 +180,20 @@ class ExampleIn(serializers.Serializer):
     example = serializers.IntegerField(min_value=1)
 
 
+_DATETIME = serializers.DateTimeField()
+
+
+def _datetime_out(value) -> str:
+    return _DATETIME.to_representation(value)
+
+
+def review_out(review: Review) -> dict:
+    """ReviewOut's representation, built by hand for the hot submit path (a test compares the two)."""
+    return {"id": review.pk, "example": review.example_id, "decision": review.decision, "reason": review.reason,
+            "reason_code": review.reason_code, "seconds_spent": review.seconds_spent, "edits": review.edits,
+            "undone": review.undone, "created_at": _datetime_out(review.created_at), "example_status": review.example.status}
+
+
 def _django_errors(exc: DjangoValidationError) -> ValidationError:
     return ValidationError(exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages})
 
@@ -96,56 +203,49 @@ class Conflict(serializers.Serializer):
 
 
 @extend_schema(tags=["review"])
-class ReviewNextView(APIView):
+class ReviewNextView(_ReviewJSONView):
     """Claim the next example with a free review slot (or resume the one you hold)."""
 
     permission_classes = [IsReviewerRemembered]
 
     @extend_schema(request=ScopeIn, responses={200: ClaimOut, 204: OpenApiResponse(description="nothing left to review")})
     def post(self, request):
-        scope_in = ScopeIn(data=request.data)
-        scope_in.is_valid(raise_exception=True)
-        claim = svc.review_claim_next(reviewer=request.user, scope=scope_in.scope())
+        try:
+            claim = svc.review_claim_next(reviewer=request.user, scope=_scope_in(request.data))
+        except ObjectDoesNotExist as exc:
+            raise NotFound(str(exc)) from None
         if claim is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
-        example = sel.review_example_for_card(example_id=claim.example_id)
-        # Built by hand (same shape as ClaimOut): this answers every "next", and DRF field setup costs more than the query.
-        q, p = example.query, example.passage
-        return Response({"example": {
-            "id": example.pk, "dataset": example.dataset_id, "query": q.text, "instruction": q.instruction,
-            "persona": q.persona.text if q.persona_id else None, "variant": q.variant, "domain": q.domain,
-            "passage_title": p.title, "passage": p.text, "intended_label": example.intended_label,
-            "reasoner_judgment": example.reasoner_judgment, "judgment_votes": example.judgment_votes,
-            "reasoning_trace": example.reasoning_trace, "origin": example.origin,
-        }, "expires_at": serializers.DateTimeField().to_representation(claim.expires_at)})
+        # The card comes with the claim on PostgreSQL (one round trip). Built by hand in ClaimOut's shape (a test
+        # compares them): this answers every "next", and DRF field setup costs more than the query.
+        card = getattr(claim, "card", None) or sel.review_card(example_id=claim.example_id)
+        return Response({"example": card, "expires_at": _datetime_out(claim.expires_at)})
 
 
 @extend_schema(tags=["review"])
-class ReviewSubmitView(APIView):
+class ReviewSubmitView(_ReviewJSONView):
     """Approve or reject the example you hold (optionally with edits, saved as a revision)."""
 
     permission_classes = [IsReviewerRemembered]
 
     @extend_schema(request=SubmitIn, responses={201: ReviewOut, 403: Conflict, 409: Conflict})
     def post(self, request):
-        data = SubmitIn(data=request.data)
-        data.is_valid(raise_exception=True)
-        d = data.validated_data
+        d = _submit_in(request.data)
         try:
             review = svc.review_submit(reviewer=request.user, example=d["example"], decision=d["decision"],
-                                       reason=d.get("reason", ""), reason_code=d.get("reason_code"),
-                                       seconds_spent=d.get("seconds_spent", 0), edits=d.get("edits") or None)
+                                       reason=d["reason"], reason_code=d["reason_code"],
+                                       seconds_spent=d["seconds_spent"], edits=d["edits"] or None)
         except svc.ClaimMissing as exc:
             raise PermissionDenied(str(exc)) from None
         except svc.ReviewError as exc:
             return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
         except DjangoValidationError as exc:
             raise _django_errors(exc) from None
-        return Response(ReviewOut(review).data, status=status.HTTP_201_CREATED)
+        return Response(review_out(review), status=status.HTTP_201_CREATED)
 
 
 @extend_schema(tags=["review"])
-class ReviewSkipView(APIView):
+class ReviewSkipView(_ReviewJSONView):
     """Give the slot back; the example returns to you only after everything else."""
 
     permission_classes = [IsReviewerRemembered]
@@ -162,7 +262,7 @@ class ReviewSkipView(APIView):
 
 
 @extend_schema(tags=["review"])
-class ReviewUndoView(APIView):
+class ReviewUndoView(_ReviewJSONView):
     """Undo your last decision in the scope; the example is claimed for you again."""
 
     permission_classes = [IsReviewerRemembered]
@@ -172,7 +272,9 @@ class ReviewUndoView(APIView):
         scope_in = ScopeIn(data=request.data)
         scope_in.is_valid(raise_exception=True)
         try:
-            review = svc.review_undo_last(reviewer=request.user, scope=scope_in.scope())
+            review = svc.review_undo_last(reviewer=request.user, scope=scope_in.scope().load())
+        except ObjectDoesNotExist as exc:
+            raise NotFound(str(exc)) from None
         except svc.ReviewError as exc:
             return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
         if review is None:

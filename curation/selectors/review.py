@@ -6,7 +6,6 @@ import math
 import statistics
 import warnings
 from collections import Counter, defaultdict
-from dataclasses import dataclass
 from datetime import datetime
 
 from django.db import connection
@@ -27,24 +26,55 @@ REJECT_REASONS: dict[int, str] = {
 }
 
 
-@dataclass(frozen=True)
 class ReviewScope:
-    """What a reviewer works through: one dataset, or the examples of one generation run."""
+    """What a reviewer works through: one dataset, or the examples of one generation run.
 
-    dataset: Dataset | None = None
-    run: GenerationRun | None = None
+    Built from the object, or from its id alone (`ReviewScope(dataset_id=3)`): then the row is read only when an
+    attribute needs it, so the PostgreSQL hot path, which passes just the kind and id, never reads it."""
 
-    def __post_init__(self):
-        if (self.dataset is None) == (self.run is None):
+    def __init__(self, dataset: Dataset | None = None, run: GenerationRun | None = None, *,
+                 dataset_id: int | None = None, run_id: int | None = None):
+        dataset_id = dataset.pk if dataset is not None else dataset_id
+        run_id = run.pk if run is not None else run_id
+        if (dataset_id is None) == (run_id is None):
             raise ValueError("a review scope is exactly one dataset or one generation run")
+        self.kind = "dataset" if dataset_id is not None else "run"
+        self.pk = dataset_id if dataset_id is not None else run_id
+        self._dataset, self._run = dataset, run
+
+    def __repr__(self):
+        return f"ReviewScope({self.kind}={self.pk})"
+
+    def __eq__(self, other):
+        return isinstance(other, ReviewScope) and (self.kind, self.pk) == (other.kind, other.pk)
+
+    def __hash__(self):
+        return hash((self.kind, self.pk))
+
+    def does_not_exist(self) -> Exception:
+        model = Dataset if self.kind == "dataset" else GenerationRun
+        return model.DoesNotExist(f"no {'dataset' if self.kind == 'dataset' else 'generation run'} {self.pk}")
+
+    def load(self) -> "ReviewScope":
+        """Read the scope's row now (DoesNotExist if there is none)."""
+        _ = self.dataset if self.kind == "dataset" else self.run
+        return self
 
     @property
-    def kind(self) -> str:
-        return "dataset" if self.dataset is not None else "run"
+    def dataset(self) -> Dataset | None:
+        if self.kind != "dataset":
+            return None
+        if self._dataset is None:
+            self._dataset = Dataset.objects.get(pk=self.pk)
+        return self._dataset
 
     @property
-    def pk(self) -> int:
-        return (self.dataset or self.run).pk
+    def run(self) -> GenerationRun | None:
+        if self.kind != "run":
+            return None
+        if self._run is None:
+            self._run = GenerationRun.objects.select_related("dataset").get(pk=self.pk)
+        return self._run
 
     @property
     def label(self) -> str:
@@ -69,9 +99,8 @@ class ReviewScope:
 
     def example_q(self, prefix: str = "") -> Q:
         """The scope as a condition, e.g. prefix="example__" on claims and reviews (a join, not an IN over the dataset)."""
-        if self.dataset is not None:
-            return Q(**{f"{prefix}dataset_id": self.dataset.pk})
-        return Q(**{f"{prefix}generation_run_id": self.run.pk})
+        column = "dataset_id" if self.kind == "dataset" else "generation_run_id"
+        return Q(**{f"{prefix}{column}": self.pk})
 
 
 def review_required_for(*, example: Example) -> int:
@@ -92,6 +121,19 @@ def claim_is_skip(claim: ReviewClaim) -> bool:
 
 def review_others_holding(*, example_id: int, reviewer, now: datetime) -> int:
     return ReviewClaim.objects.filter(example_id=example_id, expires_at__gt=now).exclude(reviewer=reviewer).count()
+
+
+# What a reviewer sees of a claimed example (the API's ClaimOut.example), never other reviewers' decisions.
+CARD_FIELDS = ("id", "dataset", "query", "instruction", "persona", "variant", "domain", "passage_title", "passage",
+               "intended_label", "reasoner_judgment", "judgment_votes", "reasoning_trace", "origin")
+
+
+def review_card(*, example_id: int) -> dict:
+    ex = review_example_for_card(example_id=example_id)
+    q, p = ex.query, ex.passage
+    return dict(zip(CARD_FIELDS, (
+        ex.pk, ex.dataset_id, q.text, q.instruction, q.persona.text if q.persona_id else None, q.variant, q.domain,
+        p.title, p.text, ex.intended_label, ex.reasoner_judgment, ex.judgment_votes, ex.reasoning_trace, ex.origin)))
 
 
 def review_example_for_card(*, example_id: int) -> Example:

@@ -8,6 +8,7 @@ reviewers never take the same slot. SQLite has no row locks; there the project o
 with BEGIN IMMEDIATE (settings: transaction_mode), which serializes writers, so the same re-count is exact."""
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta
 
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -18,7 +19,7 @@ from django.utils import timezone
 from curation.hashing import example_content_hash, text_hash
 from curation.models import Dataset, Example, ExampleRevision, GeneratedQuery, Passage, Review, ReviewClaim
 from curation.selectors.review import (
-    DEFAULT_CLAIM_MINUTES, REJECT_REASONS, ReviewScope, claim_is_skip, review_others_holding, review_required_for,
+    CARD_FIELDS, DEFAULT_CLAIM_MINUTES, REJECT_REASONS, ReviewScope, claim_is_skip, review_others_holding, review_required_for,
 )
 from limrank_app.roles import user_is_admin, user_is_reviewer
 
@@ -89,6 +90,8 @@ def review_claim_next(*, reviewer, scope: ReviewScope, now: datetime | None = No
     Returns None when nothing in the scope needs this reviewer."""
     _require_reviewer(reviewer)
     now = now or timezone.now()
+    if connection.vendor == "postgresql":
+        return _claim_next_pg(reviewer=reviewer, scope=scope, now=now)
     expires = now + timedelta(minutes=scope.claim_minutes)
     with transaction.atomic():
         current = _claim_current(reviewer=reviewer, scope=scope, now=now)
@@ -115,6 +118,24 @@ def review_claim_next(*, reviewer, scope: ReviewScope, now: datetime | None = No
                     return claim
                 after_id = example_id
     return None
+
+
+def _claim_next_pg(*, reviewer, scope: ReviewScope, now: datetime) -> ReviewClaim | None:
+    """PostgreSQL: the same steps in one round trip (migration 0003's function), the example's card included."""
+    with connection.cursor() as cur:
+        cur.execute("SELECT * FROM limrank_review_claim_next(%s, %s, %s, %s, %s)",
+                    [reviewer.pk, scope.kind, scope.pk, now, DEFAULT_CLAIM_MINUTES])
+        row = cur.fetchone()
+    outcome = row[0]
+    if outcome == "no_scope":
+        raise scope.does_not_exist()
+    if outcome == "empty":
+        return None
+    claim = ReviewClaim(pk=row[1], example_id=row[4], reviewer=reviewer, claimed_at=row[2], expires_at=row[3])
+    claim.card = card = dict(zip(CARD_FIELDS, row[4:]))
+    if isinstance(card["judgment_votes"], str):  # Django leaves jsonb as text for the field to parse
+        card["judgment_votes"] = json.loads(card["judgment_votes"])
+    return claim
 
 
 # The queue's hot path is plain SQL: it runs on every "next" of every reviewer, and building these
@@ -236,6 +257,9 @@ def review_submit(*, reviewer, example: Example | int, decision: str, reason: st
     except (TypeError, ValueError):
         raise ValidationError({"seconds_spent": f"must be a number, got {seconds_spent!r}"}) from None
     example_id = example if isinstance(example, int) else example.pk
+    if connection.vendor == "postgresql" and not edits:
+        return _submit_pg(reviewer=reviewer, example_id=example_id, decision=decision, reason=reason,
+                          reason_code=reason_code, seconds_spent=seconds_spent, now=now)
 
     with transaction.atomic():
         ex = _lock_example(example_id, claim_of=reviewer)
@@ -274,6 +298,29 @@ def review_submit(*, reviewer, example: Example | int, decision: str, reason: st
             ex.status = _settled_status(example_id=ex.pk, done=ex.reviews_done, required=required)
         Example.objects.filter(pk=ex.pk).update(reviews_done=ex.reviews_done, status=ex.status, updated_at=now)
     review.example = ex
+    return review
+
+
+def _submit_pg(*, reviewer, example_id: int, decision: str, reason: str, reason_code: int | None,
+               seconds_spent: float, now: datetime) -> Review:
+    """PostgreSQL, a decision without edits: the same checks and writes in one round trip (migration 0003)."""
+    with connection.cursor() as cur:
+        cur.execute("SELECT * FROM limrank_review_submit(%s, %s, %s, %s, %s, %s, %s)",
+                    [reviewer.pk, example_id, decision, reason, reason_code, seconds_spent, now])
+        outcome, review_id, seconds, status = cur.fetchone()
+    if outcome == "missing":
+        raise ReviewError(f"example {example_id} does not exist")
+    if outcome == "no_claim":
+        raise ClaimMissing(f"you hold no claim on example {example_id}; ask the queue for your next example")
+    if outcome == "not_pending":
+        raise ReviewError(f"example {example_id} is {Example.Status(status).label.lower()}, not pending review")
+    if outcome == "expired":
+        raise ClaimExpired(f"your claim on example {example_id} expired and its slot went to another reviewer")
+    if outcome == "duplicate":
+        raise ReviewError(f"you already reviewed example {example_id}")
+    review = Review(pk=review_id, example_id=example_id, reviewer=reviewer, decision=decision, edits={}, reason=reason,
+                    reason_code=reason_code, seconds_spent=seconds, is_adjudication=False, undone=False, created_at=now)
+    review.example = Example(pk=example_id, status=status)
     return review
 
 

@@ -1,8 +1,68 @@
 """`Authorization: Bearer lrs_...` (or `Token lrs_...`) authenticates as the token's user."""
 from __future__ import annotations
 
+from datetime import timedelta
+from functools import cache
+
+from django.contrib.auth import get_user_model
+from django.db import connection
 from django.utils import timezone
 from rest_framework import authentication, exceptions
+
+from limrank_app.roles import ADMIN, REVIEWER, user_roles_remember
+
+
+# Only what authentication and permissions read: the rest of the user (password hash, names, dates) is deferred
+# and loaded if some code asks for it. Every column read here is parsed on every token request.
+_TOKEN_FIELDS = ("id", "user_id", "scope")  # in the model's field order, as Model.from_db wants them
+_USER_FIELDS = ("id", "is_superuser", "username", "is_staff", "is_active")
+TOUCH_EVERY_S = 60
+
+
+@cache
+def _lookup_sql() -> str:
+    """Token, user, staleness of last_used_at and role membership in one statement (prepared after a few uses)."""
+    from django.contrib.auth.models import Group
+
+    from curation.models import ApiToken
+
+    q = connection.ops.quote_name
+    User = get_user_model()
+    pk = q(User._meta.pk.column)
+    through = User.groups.through._meta
+    member = (f"EXISTS (SELECT 1 FROM {q(through.db_table)} ug JOIN {q(Group._meta.db_table)} g ON g.id = ug.group_id "
+              f"WHERE ug.user_id = u.{pk} AND g.name = %s)")
+    token_col = lambda n: "t." + q(ApiToken._meta.get_field(n).column)  # noqa: E731
+    user_col = lambda n: "u." + q(User._meta.get_field(n).column)  # noqa: E731
+    return (
+        f"SELECT {', '.join(token_col(n) for n in _TOKEN_FIELDS)}, {', '.join(user_col(n) for n in _USER_FIELDS)}, "
+        f"{token_col('revoked_at')} IS NULL, ({token_col('last_used_at')} IS NULL OR {token_col('last_used_at')} < %s), "
+        f"{member}, {member} "
+        f"FROM {q(ApiToken._meta.db_table)} t JOIN {q(User._meta.db_table)} u ON u.{pk} = t.user_id "
+        f"WHERE t.key_hash = %s"
+    )
+
+
+def api_token_lookup(key_hash: str, *, now=None):
+    """(token, live, stale): the token with the hash, its user loaded with the roles remembered on it; `live` is false
+    for a revoked token, `stale` true when last_used_at is older than TOUCH_EVERY_S. None if there is no such token."""
+    from curation.models import ApiToken
+
+    now = now or timezone.now()
+    with connection.cursor() as cur:
+        touched_before = connection.ops.adapt_datetimefield_value(now - timedelta(seconds=TOUCH_EVERY_S))
+        cur.execute(_lookup_sql(), [touched_before, REVIEWER, ADMIN, key_hash])
+        row = cur.fetchone()
+    if row is None:
+        return None
+    n, m = len(_TOKEN_FIELDS), len(_TOKEN_FIELDS) + len(_USER_FIELDS)
+    token = ApiToken.from_db(connection.alias, _TOKEN_FIELDS, row[:n])
+    user_id, superuser, username, staff, active = row[n:m]  # SQLite answers booleans as 0/1
+    user = get_user_model().from_db(connection.alias, _USER_FIELDS, (user_id, bool(superuser), username, bool(staff), bool(active)))
+    live, stale, reviewer, admin = (bool(v) for v in row[m:])
+    user_roles_remember(user, reviewer=reviewer, admin=admin)
+    token.user = user
+    return token, live, stale
 
 
 class ApiTokenAuthentication(authentication.BaseAuthentication):
@@ -14,17 +74,15 @@ class ApiTokenAuthentication(authentication.BaseAuthentication):
             return None
         if len(header) != 2:
             raise exceptions.AuthenticationFailed("Authorization header must be 'Bearer <token>'.")
-        from curation.models import ApiToken
         from curation.services.tokens import token_hash
 
-        key = header[1].decode("utf-8", "replace")
-        token = ApiToken.objects.select_related("user").filter(key_hash=token_hash(key)).first()
-        if token is None or token.revoked_at is not None or not token.user.is_active:
-            raise exceptions.AuthenticationFailed("Invalid or revoked API token.")
-        # Touch last_used_at at most once a minute: no write on every request.
         now = timezone.now()
-        if token.last_used_at is None or (now - token.last_used_at).total_seconds() > 60:
-            ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
+        found = api_token_lookup(token_hash(header[1].decode("utf-8", "replace")), now=now)
+        if found is None or not found[1] or not found[0].user.is_active:
+            raise exceptions.AuthenticationFailed("Invalid or revoked API token.")
+        token, _, stale = found
+        if stale:  # last_used_at at most once a minute: no write on every request
+            type(token).objects.filter(pk=token.pk).update(last_used_at=now)
         return token.user, token
 
     def authenticate_header(self, request):
