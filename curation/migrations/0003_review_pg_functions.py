@@ -32,6 +32,7 @@ DECLARE
     v_after bigint;
     v_window bigint[];
     v_pass integer;
+    v_try integer;
 BEGIN
     IF p_kind = 'dataset' THEN
         SELECT d.reviews_required, d.claim_minutes INTO v_required, v_minutes FROM curation_dataset d WHERE d.id = p_scope;
@@ -60,56 +61,83 @@ BEGIN
         UPDATE curation_reviewclaim SET expires_at = v_expires WHERE id = v_claim;
     ELSE
         v_claim := NULL;
-        <<passes>>
-        -- Candidates come in windows of pending ids, read from the pending-only partial index (example_pending_*_idx),
-        -- so a claim costs the same at the end of a million-example queue as at its start; left to itself the
-        -- planner walks the primary key past every example already reviewed. The filters then run on the window.
-        FOR v_pass IN 0..1 LOOP  -- 0: not skipped by this reviewer; 1: skipped ones too, after everything else
-            v_after := 0;
-            LOOP
-                -- Ids only: an index-only scan of the partial index, whatever the statistics say.
-                IF p_kind = 'dataset' THEN
-                    v_window := ARRAY(SELECT x.id FROM curation_example x WHERE x.dataset_id = p_scope
-                                      AND x.status = 'pending_review' AND x.id > v_after ORDER BY x.id LIMIT 256);
-                ELSE
-                    v_window := ARRAY(SELECT x.id FROM curation_example x WHERE x.generation_run_id = p_scope
-                                      AND x.status = 'pending_review' AND x.id > v_after ORDER BY x.id LIMIT 256);
-                END IF;
-                EXIT WHEN cardinality(v_window) = 0;
-                SELECT e.id INTO v_example FROM curation_example e
-                WHERE e.id = ANY (v_window) AND e.status = 'pending_review'
-                  -- At the front of a busy queue most rows are held by others: a hashed set of the examples whose
-                  -- slots others' live claims fill (built once per statement) rules them out before any per-row work.
-                  AND e.id NOT IN (SELECT c.example_id FROM curation_reviewclaim c WHERE c.expires_at > p_now
-                                   AND c.reviewer_id <> p_reviewer GROUP BY c.example_id HAVING count(*) >= COALESCE(v_required, 32767))
+        -- SKIP LOCKED passes over rows other reviewers are claiming at this instant, even when a slot would be
+        -- left for this reviewer (overlap > 1) or their claim fails: when nothing was found but an example still shows
+        -- a free slot, try again once those short claim transactions are over (a new statement sees their claims).
+        <<tries>>
+        FOR v_try IN 1..50 LOOP
+            <<passes>>
+            -- Candidates come in windows of pending ids, read from the pending-only partial index (example_pending_*_idx),
+            -- so a claim costs the same at the end of a million-example queue as at its start; left to itself the
+            -- planner walks the primary key past every example already reviewed. The filters then run on the window.
+            FOR v_pass IN 0..1 LOOP  -- 0: not skipped by this reviewer; 1: skipped ones too, after everything else
+                v_after := 0;
+                LOOP
+                    -- Ids only: an index-only scan of the partial index, whatever the statistics say.
+                    IF p_kind = 'dataset' THEN
+                        v_window := ARRAY(SELECT x.id FROM curation_example x WHERE x.dataset_id = p_scope
+                                          AND x.status = 'pending_review' AND x.id > v_after ORDER BY x.id LIMIT 256);
+                    ELSE
+                        v_window := ARRAY(SELECT x.id FROM curation_example x WHERE x.generation_run_id = p_scope
+                                          AND x.status = 'pending_review' AND x.id > v_after ORDER BY x.id LIMIT 256);
+                    END IF;
+                    EXIT WHEN cardinality(v_window) = 0;
+                    SELECT e.id INTO v_example FROM curation_example e
+                    WHERE e.id = ANY (v_window) AND e.status = 'pending_review'
+                      -- At the front of a busy queue most rows are held by others: a hashed set of the examples whose
+                      -- slots others' live claims fill (built once per statement) rules them out before any per-row work.
+                      AND e.id NOT IN (SELECT c.example_id FROM curation_reviewclaim c WHERE c.expires_at > p_now
+                                       AND c.reviewer_id <> p_reviewer GROUP BY c.example_id HAVING count(*) >= COALESCE(v_required, 32767))
+                      AND (SELECT count(*) FROM curation_reviewclaim c WHERE c.example_id = e.id AND c.expires_at > p_now
+                           AND c.reviewer_id <> p_reviewer) + e.reviews_done
+                          < COALESCE(v_required, NULLIF((SELECT d.reviews_required FROM curation_dataset d WHERE d.id = e.dataset_id), 0), 1)
+                      AND NOT EXISTS (SELECT 1 FROM curation_review r WHERE r.example_id = e.id AND r.reviewer_id = p_reviewer
+                                      AND NOT r.undone AND NOT r.is_adjudication)
+                      AND (v_pass = 1 OR NOT EXISTS (SELECT 1 FROM curation_reviewclaim s WHERE s.example_id = e.id
+                                                     AND s.reviewer_id = p_reviewer AND s.expires_at <= s.claimed_at))
+                    ORDER BY e.id LIMIT 1 FOR UPDATE OF e SKIP LOCKED;
+                    IF NOT FOUND THEN  -- the whole window is taken, locked or done by this reviewer: the next window
+                        v_after := v_window[cardinality(v_window)];
+                        CONTINUE;
+                    END IF;
+                    IF v_required IS NOT NULL THEN
+                        v_req := v_required;
+                    ELSE
+                        SELECT COALESCE(NULLIF(d.reviews_required, 0), 1) INTO v_req
+                        FROM curation_example e LEFT JOIN curation_dataset d ON d.id = e.dataset_id WHERE e.id = v_example;
+                    END IF;
+                    -- A new statement under the row lock: it sees every claim committed before the lock was granted.
+                    INSERT INTO curation_reviewclaim (example_id, reviewer_id, claimed_at, expires_at)
+                    SELECT e.id, p_reviewer, p_now, v_expires FROM curation_example e
+                    WHERE e.id = v_example AND e.reviews_done + (SELECT count(*) FROM curation_reviewclaim c
+                        WHERE c.example_id = e.id AND c.expires_at > p_now AND c.reviewer_id <> p_reviewer) < v_req
+                    ON CONFLICT ON CONSTRAINT claim_example_reviewer_unique DO UPDATE SET claimed_at = excluded.claimed_at, expires_at = excluded.expires_at
+                    RETURNING id INTO v_claim;
+                    EXIT passes WHEN v_claim IS NOT NULL;
+                    v_after := v_example;
+                END LOOP;
+            END LOOP;
+            EXIT tries WHEN v_claim IS NOT NULL;
+            IF p_kind = 'dataset' THEN
+                PERFORM 1 FROM curation_example e
+                WHERE e.dataset_id = p_scope AND e.status = 'pending_review'
                   AND (SELECT count(*) FROM curation_reviewclaim c WHERE c.example_id = e.id AND c.expires_at > p_now
-                       AND c.reviewer_id <> p_reviewer) + e.reviews_done
-                      < COALESCE(v_required, NULLIF((SELECT d.reviews_required FROM curation_dataset d WHERE d.id = e.dataset_id), 0), 1)
+                       AND c.reviewer_id <> p_reviewer) + e.reviews_done < v_required
                   AND NOT EXISTS (SELECT 1 FROM curation_review r WHERE r.example_id = e.id AND r.reviewer_id = p_reviewer
                                   AND NOT r.undone AND NOT r.is_adjudication)
-                  AND (v_pass = 1 OR NOT EXISTS (SELECT 1 FROM curation_reviewclaim s WHERE s.example_id = e.id
-                                                 AND s.reviewer_id = p_reviewer AND s.expires_at <= s.claimed_at))
-                ORDER BY e.id LIMIT 1 FOR UPDATE OF e SKIP LOCKED;
-                IF NOT FOUND THEN  -- the whole window is taken, locked or done by this reviewer: the next window
-                    v_after := v_window[cardinality(v_window)];
-                    CONTINUE;
-                END IF;
-                IF v_required IS NOT NULL THEN
-                    v_req := v_required;
-                ELSE
-                    SELECT COALESCE(NULLIF(d.reviews_required, 0), 1) INTO v_req
-                    FROM curation_example e LEFT JOIN curation_dataset d ON d.id = e.dataset_id WHERE e.id = v_example;
-                END IF;
-                -- A new statement under the row lock: it sees every claim committed before the lock was granted.
-                INSERT INTO curation_reviewclaim (example_id, reviewer_id, claimed_at, expires_at)
-                SELECT e.id, p_reviewer, p_now, v_expires FROM curation_example e
-                WHERE e.id = v_example AND e.reviews_done + (SELECT count(*) FROM curation_reviewclaim c
-                    WHERE c.example_id = e.id AND c.expires_at > p_now AND c.reviewer_id <> p_reviewer) < v_req
-                ON CONFLICT ON CONSTRAINT claim_example_reviewer_unique DO UPDATE SET claimed_at = excluded.claimed_at, expires_at = excluded.expires_at
-                RETURNING id INTO v_claim;
-                EXIT passes WHEN v_claim IS NOT NULL;
-                v_after := v_example;
-            END LOOP;
+                LIMIT 1;
+            ELSE
+                PERFORM 1 FROM curation_example e
+                WHERE e.generation_run_id = p_scope AND e.status = 'pending_review'
+                  AND (SELECT count(*) FROM curation_reviewclaim c WHERE c.example_id = e.id AND c.expires_at > p_now
+                       AND c.reviewer_id <> p_reviewer) + e.reviews_done
+                      < COALESCE(NULLIF((SELECT d.reviews_required FROM curation_dataset d WHERE d.id = e.dataset_id), 0), 1)
+                  AND NOT EXISTS (SELECT 1 FROM curation_review r WHERE r.example_id = e.id AND r.reviewer_id = p_reviewer
+                                  AND NOT r.undone AND NOT r.is_adjudication)
+                LIMIT 1;
+            END IF;
+            EXIT tries WHEN NOT FOUND;  -- nothing left for this reviewer
+            PERFORM pg_sleep(0.001 * v_try);
         END LOOP;
         IF v_claim IS NULL THEN
             outcome := 'empty'; RETURN NEXT; RETURN;

@@ -147,3 +147,37 @@ def test_token_lookup_loads_the_user_it_names(reviewer_user, admin_user):
     api_token_revoke(token=token)
     assert api_token_lookup(token_hash(key))[1] is False
     assert api_token_lookup(token_hash("lrs_not-a-token")) is None
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="SKIP LOCKED is PostgreSQL's")
+@pytest.mark.django_db(transaction=True)
+def test_postgresql_claim_waits_out_a_row_another_reviewer_is_claiming():
+    # Overlap 2, one example: while another transaction holds the row lock (someone else's claim in progress),
+    # SKIP LOCKED passes over it; the queue must not answer "nothing left" while a slot is still free.
+    import threading
+    import time
+
+    from django.db import connections, transaction
+
+    ds, [ex] = factories.review_dataset(n=1, reviews_required=2)
+    reviewer = factories.reviewer()
+    locked, release = threading.Event(), threading.Event()
+
+    def hold_the_row():
+        try:
+            with transaction.atomic():
+                Example.objects.select_for_update().get(pk=ex.pk)
+                locked.set()
+                release.wait(10)
+        finally:
+            connections.close_all()
+
+    holder = threading.Thread(target=hold_the_row)
+    holder.start()
+    assert locked.wait(10)
+    threading.Timer(0.2, release.set).start()
+    started = time.monotonic()
+    claim = svc.review_claim_next(reviewer=reviewer, scope=ReviewScope(dataset=ds))
+    holder.join(10)
+    assert claim is not None and claim.example_id == ex.pk
+    assert time.monotonic() - started >= 0.15  # it did wait for the other transaction
