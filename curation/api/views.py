@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.http import HttpResponseNotModified, StreamingHttpResponse
+from django.http import FileResponse, HttpResponse, HttpResponseNotModified, StreamingHttpResponse
 from django.utils.http import parse_etags
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
@@ -175,6 +177,83 @@ class VersionNotReady(APIException):
     default_code = "not_ready"
 
 
+_BYTE_RANGE = re.compile(r"(\d*)-(\d*)")
+_UNSATISFIABLE = "unsatisfiable"
+
+
+def _byte_range(header: str, size: int):
+    """A single `bytes=` range of a `size`-byte body: (first, last) inclusive, _UNSATISFIABLE (answer 416), or
+    None to ignore the header and send the whole body (another unit, or several ranges: RFC 9110 allows both)."""
+    unit, _, spec = header.partition("=")
+    if unit.strip().lower() != "bytes":
+        return None
+    if "," in spec:
+        return None
+    m = _BYTE_RANGE.fullmatch(spec.strip())
+    if not m or not (m[1] or m[2]):
+        return _UNSATISFIABLE
+    if not m[1]:  # suffix: the last N bytes
+        n = int(m[2])
+        return (max(0, size - n), size - 1) if n and size else _UNSATISFIABLE
+    first = int(m[1])
+    last = int(m[2]) if m[2] else size - 1
+    if (m[2] and last < first) or first >= size:
+        return _UNSATISFIABLE
+    return first, min(last, size - 1)
+
+
+class _FileSlice:
+    """`length` bytes of an unbuffered file from `offset`: read() for any WSGI server, and a descriptor positioned
+    at `offset` for a server that sends it with sendfile (gunicorn bounds it by Content-Length)."""
+
+    def __init__(self, file, offset: int, length: int):
+        self._file = file
+        self._left = length
+        file.seek(offset)
+
+    def read(self, size: int = -1) -> bytes:
+        n = self._left if size is None or size < 0 else min(size, self._left)
+        data = self._file.read(n) if n > 0 else b""
+        self._left -= len(data)
+        return data
+
+    def fileno(self) -> int:
+        return self._file.fileno()
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def _export_from_snapshot(file, *, start: int, range_header: str | None, content_type: str, head: bool) -> HttpResponse:
+    """The export (from row `start`) out of its snapshot file, or the byte range asked of it; for HEAD, the
+    headers alone (a body would only be dropped by the server)."""
+    try:
+        size = os.fstat(file.fileno()).st_size
+        base = exports.snapshot_row_position(file, start) if start else 0
+        length = size - base
+        span = _byte_range(range_header, length) if range_header else None
+        if span == _UNSATISFIABLE:
+            file.close()
+            response = HttpResponse(json.dumps({"detail": "range not satisfiable"}), status=416, content_type="application/json")
+            response["Content-Range"] = f"bytes */{length}"
+            return response
+        first, last = span or (0, length - 1)
+        status = 206 if span else 200
+        if head:
+            file.close()
+            response = HttpResponse(status=status, content_type=content_type)
+        else:
+            response = FileResponse(_FileSlice(file, base + first, last - first + 1), status=status, content_type=content_type)
+            response.block_size = 1 << 20  # servers without sendfile read it in 1 MB blocks
+    except BaseException:
+        file.close()
+        raise
+    response["Content-Length"] = str(last - first + 1)
+    if span:
+        response["Content-Range"] = f"bytes {first}-{last}/{length}"
+    return response
+
+
 class DatasetVersionViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
     """Frozen versions: built (POST) from a filter and a mixing recipe, never changed afterwards."""
 
@@ -208,19 +287,28 @@ class DatasetVersionViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewS
         return Response(s.DatasheetSerializer(sheet, context={"request": request}).data)
 
     @extend_schema(
-        summary="Export the version (streamed): JSONL with every field, Rank1 training rows, or parquet",
+        summary="Export the version: JSONL with every field, Rank1 training rows, or parquet",
+        description=(
+            "The first full export of a version in a format streams from the database and is kept as a snapshot "
+            "file; later requests are served from it, with byte ranges (Range, If-Range) to resume a download."
+        ),
         filters=False,
         parameters=[
             OpenApiParameter("format", str, enum=list(exports.FORMATS), description="jsonl (default), rank1 or parquet"),
             OpenApiParameter("offset", int, description="resume: skip the first N rows (jsonl and rank1)"),
             OpenApiParameter("If-None-Match", str, OpenApiParameter.HEADER, description="the ETag (content hash) you have: 304 if unchanged"),
+            OpenApiParameter("Range", str, OpenApiParameter.HEADER, description="one byte range, e.g. bytes=1048576- (of the export after `offset`)"),
+            OpenApiParameter("If-Range", str, OpenApiParameter.HEADER, description="the ETag: apply Range only if it still matches"),
         ],
         responses={
             (200, "application/x-ndjson"): OpenApiTypes.BINARY,
             (200, "application/vnd.apache.parquet"): OpenApiTypes.BINARY,
+            (206, "application/x-ndjson"): OpenApiTypes.BINARY,
+            (206, "application/vnd.apache.parquet"): OpenApiTypes.BINARY,
             304: OpenApiResponse(description="the client's copy has this content hash"),
             400: OpenApiResponse(description="bad offset"),
             409: OpenApiResponse(description="the version is not ready"),
+            416: OpenApiResponse(description="the byte range is invalid or past the end (Content-Range: bytes */size)"),
         },
     )
     @action(
@@ -242,11 +330,29 @@ class DatasetVersionViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewS
         offset = request.query_params.get("offset", "0")
         if not offset.isdigit() or (fmt == "parquet" and offset != "0"):
             raise ValidationError({"offset": "a non-negative row number (jsonl and rank1 only)"})
-        response = StreamingHttpResponse(exports.export_stream(version, fmt, start=int(offset)), content_type=exports.MEDIA_TYPES[fmt])
+        start = int(offset)
+        range_header = request.headers.get("Range")
+        if range_header and request.headers.get("If-Range", etag).strip() != etag:  # strong comparison; dates never match
+            range_header = None
+        if range_header and _byte_range(range_header, 0) is None:  # another unit or several ranges: ignored
+            range_header = None
+        content_type = exports.MEDIA_TYPES[fmt]
+        snapshot = exports.snapshot_open(version, fmt)
+        if snapshot is None and (range_header or request.method == "HEAD"):
+            snapshot = exports.snapshot_build(version, fmt)  # a range needs the export's size
+        if snapshot is None:
+            response = StreamingHttpResponse(exports.export_stream_snapshotting(version, fmt, start=start), content_type=content_type)
+            response["X-Export-Source"] = "database"
+        else:
+            response = _export_from_snapshot(
+                snapshot, start=start, range_header=range_header, content_type=content_type, head=request.method == "HEAD"
+            )
+            response["X-Export-Source"] = "snapshot"
         response["ETag"] = etag
+        response["Accept-Ranges"] = "bytes"
         response["Content-Disposition"] = f'attachment; filename="{exports.export_filename(version, fmt)}"'
         response["X-Content-Hash"] = version.content_hash
-        response["X-Row-Count"] = str(max(0, version.example_count - int(offset)))
+        response["X-Row-Count"] = str(max(0, version.example_count - start))
         response["Cache-Control"] = "private, max-age=0"
         return response
 

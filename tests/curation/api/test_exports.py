@@ -1,5 +1,5 @@
 """Streaming export: every field in JSONL, Rank1 training rows, parquet read back by `datasets`, ETag/304,
-resume, and memory that does not grow with the version's size."""
+resume, and memory that does not grow with the version's size. Snapshots and byte ranges: test_export_snapshots.py."""
 from __future__ import annotations
 
 import json
@@ -18,6 +18,22 @@ from tests.curation.api.conftest import make_examples
 pytestmark = pytest.mark.django_db
 
 
+@pytest.fixture(autouse=True)
+def snapshot_dir(settings, tmp_path):
+    # Tests mutate members of built versions: every test gets its own snapshot directory.
+    settings.LIMRANK_EXPORT_SNAPSHOT_DIR = str(tmp_path / "exports")
+    settings.LIMRANK_EXPORT_SNAPSHOT_BACKGROUND_COMMIT = False  # the snapshot exists once the response is closed
+    return tmp_path / "exports"
+
+
+@pytest.fixture
+def small_blocks(monkeypatch):
+    """Many blocks and several COPY statements (PostgreSQL) or ranges (SQLite) even for a few rows."""
+    monkeypatch.setattr(exports, "_PG_BLOCK_BYTES", 1500)
+    monkeypatch.setattr(exports, "_PG_COPY_ROWS", 7)
+    monkeypatch.setattr(exports, "CHUNK_ROWS", 5)
+
+
 @pytest.fixture
 def version():
     ds = factories.DatasetFactory(name="export me")
@@ -34,12 +50,18 @@ def _body(response) -> bytes:
     return b"".join(response.streaming_content)
 
 
+def _rows(body: bytes) -> list[dict]:
+    # Split on newlines only: str.splitlines() would also split inside strings holding U+2028 or \x1c.
+    assert body == b"" or body.endswith(b"\n")
+    return [json.loads(line) for line in body.split(b"\n")[:-1]]
+
+
 def test_jsonl_has_every_field_in_order(version, admin_api):
     r = admin_api.get(f"/api/dataset-versions/{version.pk}/export/?format=jsonl")
     assert r.status_code == 200 and r["Content-Type"].startswith("application/x-ndjson")
     assert r["ETag"] == f'"{version.content_hash}"' and r["X-Row-Count"] == "32"
     assert r["Content-Disposition"] == 'attachment; filename="export-me-v1.jsonl"'
-    rows = [json.loads(line) for line in _body(r).decode().splitlines()]
+    rows = _rows(_body(r))
     assert rows == _db_rows(version)
     assert list(rows[0]) == list(exports.FIELDS)
     # A client verifies the download against the ETag with the documented hash.
@@ -56,39 +78,79 @@ def test_default_format_is_jsonl_and_resume_with_offset(version, admin_api):
     assert bad.status_code == 400 and bad["Content-Type"] == "application/json" and "offset" in bad.json()
 
 
-def test_database_and_portable_jsonl_encoders_agree(version):
-    """The database encodes rows in SQL; whatever the database, rows equal the portable Python encoder's."""
+@pytest.mark.parametrize("blocks", ["default", "small"])
+def test_database_and_portable_jsonl_encoders_agree(version, blocks, request, exact_path_blocks):
+    """The database's fast path encodes rows in SQL (SQLite) or from COPY blocks (PostgreSQL); whatever the
+    database, rows equal the portable Python encoder's, and on PostgreSQL so do the bytes."""
+    if blocks == "small":
+        request.getfixturevalue("small_blocks")
     # An odd chunk size: ranges must not skip or repeat rows.
-    portable = [json.loads(line) for chunk in exports.jsonl_stream_portable(version, chunk=7) for line in chunk.decode().splitlines()]
-    served = [json.loads(line) for chunk in exports.jsonl_stream(version) for line in chunk.decode().splitlines()]
+    portable_bytes = b"".join(exports.jsonl_stream_portable(version, chunk=7))
+    served_bytes = b"".join(exports.jsonl_stream(version))
+    portable = _rows(portable_bytes)
+    served = _rows(served_bytes)
     assert served == portable == _db_rows(version)
+    if connection.vendor == "postgresql":
+        assert served_bytes == portable_bytes
+        assert b"".join(exports.jsonl_stream(version, start=9)) == b"".join(exports.jsonl_stream_portable(version, start=9))
+        assert not [call for call in exact_path_blocks if call[1] is not None]  # every block took the fast path
     assert b"".join(exports.jsonl_stream(version, start=31)).count(b"\n") == 1
 
 
-@pytest.mark.parametrize("nasty", [
-    'quote " backslash \\ tab \t newline \n cr \r',
-    "vertical tab \v and bell \x07 and unit separator \x1f",
-    "unicode é 漢字 🙂 and a literal backslash-n \\n and \\\\v",
-    "",
+@pytest.fixture
+def exact_path_blocks(monkeypatch):
+    """Position ranges the PostgreSQL fast path handed to the exact (portable) encoder."""
+    calls = []
+    portable = exports.jsonl_stream_portable
+
+    def spy(version, *, start=0, stop=None, chunk=None):
+        calls.append((start, stop))
+        return portable(version, start=start, stop=stop, chunk=chunk)
+
+    monkeypatch.setattr(exports, "jsonl_stream_portable", spy)
+    return calls
+
+
+@pytest.mark.parametrize("nasty, exact", [
+    ('quote " backslash \\ tab \t newline \n cr \r backspace \b form feed \f DEL \x7f', False),
+    ('looks like glue ","instruction":" then \\" and a trailing backslash \\', False),
+    ("unicode é 漢字 🙂 \u2028 \x85 and literals: backslash-n \\n, backslash-v \\v, two then v \\\\v", False),
+    ("", False),
+    ("vertical tab \v", True),
+    ("backslash then vertical tab \\\v", True),
+    ("bell \x07 and unit separator \x1f", True),
+    ("start of heading \x01 (the byte the PostgreSQL path marks quotes with) \x01,\x01instruction\x01:\x01", True),
 ])
-def test_jsonl_encodes_any_text_exactly(version, nasty):
-    m = DatasetVersionMember.objects.filter(version=version).order_by("position")[1]
-    m.query_text = nasty
-    m.passage_text = "P: " + nasty
-    m.passage_title = nasty[:20]
-    m.reasoning_trace = nasty * 3
-    m.prompt_versions = {"reasoner": 1, "note": 'a "quoted" \\ back\nslash'}
-    m.reasoner_judgment = None
-    m.save()
-    served = [json.loads(line) for chunk in exports.jsonl_stream(version) for line in chunk.decode().splitlines()]
+@pytest.mark.parametrize("blocks", ["default", "small"])
+def test_jsonl_encodes_any_text_exactly(version, nasty, exact, blocks, request, exact_path_blocks):
+    if blocks == "small":
+        request.getfixturevalue("small_blocks")
+    members = list(DatasetVersionMember.objects.filter(version=version).order_by("position"))
+    for i in (1, 20):  # with small blocks, in two different COPY statements
+        m = members[i]
+        m.query_text = nasty
+        m.passage_text = "P: " + nasty
+        m.passage_title = nasty[:20]
+        m.reasoning_trace = nasty * 3
+        m.origin = nasty[:16]
+        m.prompt_versions = {"reasoner": 1, "note": 'a "quoted" \\ back\nslash \x01 é', "nested": {"l": [1, 2.5, None, True]}}
+        m.reasoner_judgment = None
+        m.save()
+    served_bytes = b"".join(exports.jsonl_stream(version))
+    served = _rows(served_bytes)
     assert served == _db_rows(version)
     assert served[1]["query_text"] == nasty and served[1]["reasoner_judgment"] is None
+    if connection.vendor == "postgresql":
+        # Only blocks holding what COPY cannot write as JSON take the exact path; rows and bytes are the same.
+        assert bool(exact_path_blocks) == exact
+        assert all(lo <= 1 < hi or lo <= 20 < hi for lo, hi in exact_path_blocks)
+        assert served_bytes == b"".join(exports.jsonl_stream_portable(version))
 
 
 def test_rank1_training_rows(version, admin_api):
     r = admin_api.get(f"/api/dataset-versions/{version.pk}/export/?format=rank1")
     assert r.status_code == 200
-    rows = [json.loads(line) for line in _body(r).decode().splitlines()]
+    rows = _rows(_body(r))
     members = list(DatasetVersionMember.objects.filter(version=version).order_by("position"))
     assert len(rows) == len(members)
     for row, m in zip(rows, members):
@@ -102,13 +164,24 @@ def test_rank1_training_rows(version, admin_api):
     assert rows[i]["input"].endswith("\n<think>")
 
 
+def _cold_then_warm(client, url) -> bytes:
+    """The export streamed from the database, then the same export served from its snapshot: equal bytes."""
+    cold = client.get(url)
+    assert cold.status_code == 200 and cold["X-Export-Source"] == "database"
+    body = _body(cold)
+    warm = client.get(url)
+    assert warm.status_code == 200 and warm["X-Export-Source"] == "snapshot" and warm["Content-Length"] == str(len(body))
+    assert _body(warm) == body
+    return body
+
+
 def test_parquet_round_trip_through_datasets(version, admin_api, tmp_path):
     import datasets
 
-    r = admin_api.get(f"/api/dataset-versions/{version.pk}/export/?format=parquet")
-    assert r.status_code == 200 and r["Content-Type"] == "application/vnd.apache.parquet"
+    url = f"/api/dataset-versions/{version.pk}/export/?format=parquet"
     path = tmp_path / "v.parquet"
-    path.write_bytes(_body(r))
+    path.write_bytes(_cold_then_warm(admin_api, url))
+    assert admin_api.get(url)["Content-Type"] == "application/vnd.apache.parquet"
     ds = datasets.load_dataset("parquet", data_files=str(path), split="train", cache_dir=str(tmp_path / "cache"))
     assert ds.column_names == list(exports.FIELDS)
     back = [dict(row) for row in ds]
@@ -121,7 +194,7 @@ def test_jsonl_round_trip_through_datasets(version, admin_api, tmp_path):
     import datasets
 
     path = tmp_path / "v.jsonl"
-    path.write_bytes(_body(admin_api.get(f"/api/dataset-versions/{version.pk}/export/?format=jsonl")))
+    path.write_bytes(_cold_then_warm(admin_api, f"/api/dataset-versions/{version.pk}/export/?format=jsonl"))
     ds = datasets.load_dataset("json", data_files=str(path), split="train", cache_dir=str(tmp_path / "cache"))
     db = _db_rows(version)
     assert len(ds) == len(db)
@@ -175,14 +248,14 @@ def _members_bulk(version, n: int, text_bytes: int = 900) -> None:
     version.save(update_fields=["example_count"])
 
 
-def _export_peak(client, url) -> tuple[int, int]:
+def _export_peak(client, url, source: str = "database") -> tuple[int, int]:
     """(bytes streamed, peak traced Python memory while streaming) with the response consumed chunk by chunk."""
     tracemalloc.start()
     tracemalloc.reset_peak()
     base = tracemalloc.get_traced_memory()[0]
     total = 0
     r = client.get(url)
-    assert r.status_code == 200
+    assert r.status_code == 200 and r["X-Export-Source"] == source
     for chunk in r.streaming_content:
         total += len(chunk)
     peak = tracemalloc.get_traced_memory()[1] - base
@@ -193,7 +266,8 @@ def _export_peak(client, url) -> tuple[int, int]:
 @pytest.mark.parametrize("fmt, small_n, big_n", [("jsonl", 10_000, 100_000), ("parquet", 10_000, 40_000)])
 def test_export_memory_is_bounded(admin_api, fmt, small_n, big_n):
     """The server's peak (traced) memory while streaming 100,000 rows: flat in N (ten times the rows, about
-    the same peak) and a small fraction of the data. Parquet (built one 5,000-row group at a time) at 40,000."""
+    the same peak) and a small fraction of the data, from the database (writing the snapshot as it goes) and
+    then from the snapshot. Parquet (built one 5,000-row group at a time) at 40,000."""
     ds = factories.DatasetFactory(name=f"big-{fmt}")
     small = factories.DatasetVersionFactory(dataset=ds, version=1, content_hash="a" * 64)
     big = factories.DatasetVersionFactory(dataset=ds, version=2, content_hash="b" * 64)
@@ -206,3 +280,5 @@ def test_export_memory_is_bounded(admin_api, fmt, small_n, big_n):
     assert peak_big < 1.5 * peak_small + 4_000_000, (peak_small, peak_big)
     assert peak_big < raw_bytes / (4 if fmt == "jsonl" else 1.5), (peak_big, raw_bytes)
     assert peak_big < 48 * 1024 * 1024
+    size_warm, peak_warm = _export_peak(admin_api, f"/api/dataset-versions/{big.pk}/export/?format={fmt}", source="snapshot")
+    assert size_warm == size_big and peak_warm < 4 * 1024 * 1024, peak_warm
