@@ -13,6 +13,15 @@ from curation.services.tokens import api_token_create
 from tests import factories
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(autouse=True)
+def snapshot_dir(settings, tmp_path):
+    """Every API test exports into its own snapshot directory (tests change the members of built versions, and an
+    export kept by one test must never answer another's); the snapshot is complete once the response is closed."""
+    settings.LIMRANK_EXPORT_SNAPSHOT_DIR = str(tmp_path / "exports")
+    settings.LIMRANK_EXPORT_SNAPSHOT_BACKGROUND_COMMIT = False
+    return tmp_path / "exports"
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 

@@ -22,13 +22,6 @@ pytestmark = pytest.mark.django_db
 MEMBERS = DatasetVersionMember._meta.db_table
 
 
-@pytest.fixture(autouse=True)
-def snapshot_dir(settings, tmp_path):
-    settings.LIMRANK_EXPORT_SNAPSHOT_DIR = str(tmp_path / "exports")
-    settings.LIMRANK_EXPORT_SNAPSHOT_BACKGROUND_COMMIT = False  # the snapshot exists once the response is closed
-    return tmp_path / "exports"
-
-
 @pytest.fixture
 def version():
     ds = factories.DatasetFactory(name="snap")

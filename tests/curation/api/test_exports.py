@@ -18,14 +18,6 @@ from tests.curation.api.conftest import make_examples
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture(autouse=True)
-def snapshot_dir(settings, tmp_path):
-    # Tests mutate members of built versions: every test gets its own snapshot directory.
-    settings.LIMRANK_EXPORT_SNAPSHOT_DIR = str(tmp_path / "exports")
-    settings.LIMRANK_EXPORT_SNAPSHOT_BACKGROUND_COMMIT = False  # the snapshot exists once the response is closed
-    return tmp_path / "exports"
-
-
 @pytest.fixture
 def small_blocks(monkeypatch):
     """Many blocks and several COPY statements (PostgreSQL) or ranges (SQLite) even for a few rows."""
