@@ -298,7 +298,9 @@ class DatasetVersion(models.Model):
 class DatasetVersionMember(models.Model):
     """One example of a version, with its content frozen at build time (later edits don't leak in)."""
 
-    version = models.ForeignKey(DatasetVersion, on_delete=models.CASCADE, related_name="members")
+    # version_id leads both unique indexes below; an index of its own only tempted PostgreSQL into scanning it and
+    # sorting each export range on disk instead of reading (version, position) in order.
+    version = models.ForeignKey(DatasetVersion, on_delete=models.CASCADE, related_name="members", db_index=False)
     example = models.ForeignKey(Example, on_delete=models.PROTECT, related_name="+")
     position = models.PositiveIntegerField()
     query_text = models.TextField()
