@@ -3,7 +3,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from limrank_app.models import WorkerHeartbeat
-from tests.conftest import broker_switched, celery_worker
+from tests.conftest import broker_switched, celery_worker, wait_for
 
 
 @pytest.mark.django_db
@@ -35,6 +35,9 @@ def test_healthz_broker_down(client):
 @pytest.mark.django_db(transaction=True)
 def test_healthz_follows_a_real_worker(client, broker_url):
     with celery_worker(broker_url):
+        # The test worker reports "started" a moment before its start-up signal (which writes the first heartbeat)
+        # has run in the worker's thread: poll.
+        assert wait_for(lambda: client.get(reverse("healthz")).status_code == 200, timeout=30), client.get(reverse("healthz")).json()
         resp = client.get(reverse("healthz"))
         body = resp.json()
         assert resp.status_code == 200, body
