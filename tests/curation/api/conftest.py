@@ -15,6 +15,17 @@ from tests import factories
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
+@pytest.fixture
+def small_blocks(monkeypatch):
+    """Many blocks and several COPY statements (PostgreSQL) or ranges (SQLite), so an export of a few rows streams
+    as many chunks on either database."""
+    from curation import exports
+
+    monkeypatch.setattr(exports, "_PG_BLOCK_BYTES", 1500)
+    monkeypatch.setattr(exports, "_PG_COPY_ROWS", 7)
+    monkeypatch.setattr(exports, "CHUNK_ROWS", 3)
+
+
 @pytest.fixture(autouse=True)
 def snapshot_dir(settings, tmp_path):
     """Every API test exports into its own snapshot directory (tests change the members of built versions, and an

@@ -31,15 +31,7 @@ def version():
 
 
 @pytest.fixture
-def many_chunks(monkeypatch):
-    """Small blocks, so that an export of a few rows streams as many chunks on either database."""
-    monkeypatch.setattr(exports, "_PG_BLOCK_BYTES", 1500)
-    monkeypatch.setattr(exports, "_PG_COPY_ROWS", 7)
-    monkeypatch.setattr(exports, "CHUNK_ROWS", 3)
-
-
-@pytest.fixture
-def interleavable(monkeypatch, many_chunks):
+def interleavable(monkeypatch, small_blocks):
     """Concurrent exports run on their own database connections; interleaved in one test they share one, which
     cannot run a second COPY while the first is streaming: read the rows first, hand them out chunk by chunk."""
     real = exports.export_stream
@@ -221,7 +213,7 @@ def test_an_offset_export_from_the_database_writes_no_snapshot(version, admin_ap
     assert exports.snapshot_open(version, "jsonl") is None
 
 
-def test_an_interrupted_first_export_leaves_no_snapshot(version, admin_api, snapshot_dir, many_chunks, api_admin):
+def test_an_interrupted_first_export_leaves_no_snapshot(version, admin_api, snapshot_dir, small_blocks, api_admin):
     r = _export_response(api_admin, version)
     assert r.status_code == 200 and r["X-Export-Source"] == "database"
     chunks = iter(r.streaming_content)
@@ -238,7 +230,7 @@ def test_an_interrupted_first_export_leaves_no_snapshot(version, admin_api, snap
     assert path.read_bytes() == body == b"".join(exports.export_stream(version, "jsonl"))
 
 
-def test_a_failing_first_export_leaves_no_snapshot(version, admin_api, snapshot_dir, many_chunks, monkeypatch):
+def test_a_failing_first_export_leaves_no_snapshot(version, admin_api, snapshot_dir, small_blocks, monkeypatch):
     real = exports.export_stream
 
     def breaks_midway(version, fmt, *, start=0):

@@ -19,14 +19,6 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def small_blocks(monkeypatch):
-    """Many blocks and several COPY statements (PostgreSQL) or ranges (SQLite) even for a few rows."""
-    monkeypatch.setattr(exports, "_PG_BLOCK_BYTES", 1500)
-    monkeypatch.setattr(exports, "_PG_COPY_ROWS", 7)
-    monkeypatch.setattr(exports, "CHUNK_ROWS", 5)
-
-
-@pytest.fixture
 def version():
     ds = factories.DatasetFactory(name="export me")
     make_examples(23, dataset=ds, origin="rank1", tag="r")
