@@ -6,7 +6,7 @@ PostgreSQL only (the target is production-shaped): DATABASE_URL, default postgre
 (created if missing; the examples are loaded once with INSERT ... SELECT generate_series and reused).
 gunicorn (gthread) serves the project on 127.0.0.1; 50 clients (processes x threads, keep-alive) run
   bare:   GET /bench/bare/ twice                      (the same number of round trips as a review cycle)
-  review: POST /api/review/next/ then POST /api/review/submit/ (token auth, one transaction each)
+  review: POST /api/review/next/ then POST /api/review/submit/ (token auth, one statement and transaction each)
 in bounded phases: bare, review, bare. Reports p50/p95 of one cycle and the ratio review/bare (target <= 3),
 and writes the figures to /work/notes/BENCH-review.md (or --out)."""
 from __future__ import annotations
@@ -261,7 +261,7 @@ def main(argv=None):
     p.add_argument("--database-url", default=os.environ.get("DATABASE_URL", DEFAULT_DB))
     p.add_argument("--out", default="/work/notes/BENCH-review.md")
     p.add_argument("--client-side-binding", action="store_true",
-                   help="psycopg's default client-side binding (no prepared statements) instead of server_side_binding")
+                   help="psycopg's default client-side binding (no prepared statements) instead of server_side_binding + prepare_threshold=2")
     p.add_argument("--hold", choices=["bare", "review"], help="only generate this load for --seconds (for profiling)")
     args = p.parse_args(argv)
     if not args.database_url.startswith(("postgres://", "postgresql://")):
@@ -269,11 +269,12 @@ def main(argv=None):
     t_start = time.time()
 
     ensure_database(args.database_url)
-    # Production-shaped connections: persistent, and (unless asked otherwise) server-side binding, which lets
+    # Production-shaped connections (README): persistent, and (unless asked otherwise) server-side binding with
+    # prepared statements (psycopg prepares a statement a connection has run twice), which lets
     # psycopg prepare the hot queries instead of PostgreSQL planning them on every request.
     db_url = args.database_url + ("&" if "?" in args.database_url else "?") + "conn_max_age=600"
     if not args.client_side_binding:
-        db_url += "&server_side_binding=true"
+        db_url += "&server_side_binding=true&prepare_threshold=2"
     env = {**os.environ, "DATABASE_URL": db_url, "DJANGO_SETTINGS_MODULE": "review_bench_settings", "PYTHONPATH": f"{ROOT / 'bench'}:{ROOT}"}
     subprocess.run([sys.executable, str(ROOT / "manage.py"), "migrate", "--noinput", "-v", "0"], check=True,
                    env={**env, "DJANGO_SETTINGS_MODULE": "limrank_app.settings"}, cwd=ROOT)
@@ -330,7 +331,7 @@ def main(argv=None):
         "",
         f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {os.cpu_count()} CPU cores (shared; load average "
         f"{load[0]:.1f}), PostgreSQL, gunicorn gthread {args.workers} workers x {args.threads} threads on 127.0.0.1, "
-        f"CONN_MAX_AGE=600, {'client' if args.client_side_binding else 'server'}-side binding, {args.clients} concurrent clients ({args.procs} processes, keep-alive), {args.seconds:.0f} s per phase.",
+        f"CONN_MAX_AGE=600, {'client-side binding' if args.client_side_binding else 'server-side binding, prepared statements'}, {args.clients} concurrent clients ({args.procs} processes, keep-alive), {args.seconds:.0f} s per phase.",
         f"Examples in the review dataset: **{used:,}** (asked for {args.examples:,}); reviews_required = 1.",
         "",
         "One cycle = two HTTP requests: claim-next + submit (review) vs two GETs of a bare view (floor).",

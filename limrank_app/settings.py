@@ -72,11 +72,16 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
          "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=30000;"}
     )
     DATABASES["default"].setdefault("TEST", {})["NAME"] = str(VAR_DIR / "test-db.sqlite3")
-elif "server_side_binding" in DATABASES["default"].get("OPTIONS", {}):
-    # `?server_side_binding=true` in DATABASE_URL arrives as text; Django only honours a real True
-    # (then psycopg prepares the statements a connection repeats, e.g. the review queue's).
-    opts = DATABASES["default"]["OPTIONS"]
-    opts["server_side_binding"] = str(opts["server_side_binding"]).lower() in ("1", "true", "yes", "on")
+else:
+    # Options in DATABASE_URL's query arrive as text. `server_side_binding=true`: Django only honours a real True.
+    # `prepare_threshold=N`: psycopg prepares a statement after a connection ran it N times (Django's default is
+    # never, for transaction-pooling proxies); with persistent connections the review queue's statements are then
+    # parsed and planned once per connection instead of once per request.
+    opts = DATABASES["default"].get("OPTIONS", {})
+    if "server_side_binding" in opts:
+        opts["server_side_binding"] = str(opts["server_side_binding"]).lower() in ("1", "true", "yes", "on")
+    if "prepare_threshold" in opts:
+        opts["prepare_threshold"] = None if str(opts["prepare_threshold"]).lower() in ("", "none") else int(opts["prepare_threshold"])
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [

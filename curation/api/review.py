@@ -2,7 +2,11 @@
 Thin views: an input serializer validates, a service acts, an output serializer answers."""
 from __future__ import annotations
 
+import json
+
 from django.core.exceptions import ObjectDoesNotExist, ValidationError as DjangoValidationError
+from django.db import connection
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
@@ -16,6 +20,7 @@ from rest_framework.views import APIView
 from curation.models import Dataset, Example, GenerationRun, Review
 from curation.selectors import review as sel
 from curation.services import review as svc
+from limrank_app.api.authentication import bearer_key
 from limrank_app.api.permissions import IsAdmin, IsReviewer
 
 
@@ -33,6 +38,50 @@ class _ReviewJSONView(APIView):
     renderer_classes = [JSONRenderer]
     parser_classes = [JSONParser]
     content_negotiation_class = _JSONOnly
+
+
+def _json_body(request):
+    """The request's JSON object, or None for anything the full path should judge (and answer about)."""
+    if request.content_type != "application/json":
+        return None
+    try:
+        data = json.loads(request.body, parse_constant=_no_constant)  # JSONParser is strict: no NaN/Infinity
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _no_constant(name):
+    raise ValueError(name)
+
+
+class _TokenFastPath(_ReviewJSONView):
+    """claim-next and submit answer every decision of every reviewer. On PostgreSQL a token request with valid input
+    is served in one statement (authentication joined to the action: services.review.*_by_token) and answered
+    without DRF's request cycle, byte for byte as the full path answers it (tests compare). Anything else — session
+    auth, a token the permissions refuse, bad input, an error answer — takes the full DRF path, which says why."""
+
+    def dispatch(self, request, *args, **kwargs):
+        if request.method == "POST" and connection.vendor == "postgresql":
+            key = bearer_key(request)
+            data = _json_body(request) if key else None
+            if data is not None:
+                try:
+                    answer = self.token_post(key, data)
+                except (ValidationError, DjangoValidationError):
+                    answer = None
+                if answer is not None:
+                    body, code = answer
+                    response = HttpResponse(b"" if body is None else JSONRenderer().render(body), status=code,
+                                            content_type=JSONRenderer.media_type)
+                    if body is None:  # as DRF answers an empty body
+                        del response["Content-Type"]
+                    response["Allow"] = ", ".join(self.allowed_methods)
+                    return response
+        return super().dispatch(request, *args, **kwargs)
+
+    def token_post(self, key: str, data: dict) -> tuple[dict | None, int] | None:
+        raise NotImplementedError
 
 
 class IsReviewerRemembered(IsReviewer):
@@ -203,7 +252,7 @@ class Conflict(serializers.Serializer):
 
 
 @extend_schema(tags=["review"])
-class ReviewNextView(_ReviewJSONView):
+class ReviewNextView(_TokenFastPath):
     """Claim the next example with a free review slot (or resume the one you hold)."""
 
     permission_classes = [IsReviewerRemembered]
@@ -221,9 +270,17 @@ class ReviewNextView(_ReviewJSONView):
         card = getattr(claim, "card", None) or sel.review_card(example_id=claim.example_id)
         return Response({"example": card, "expires_at": _datetime_out(claim.expires_at)})
 
+    def token_post(self, key, data):
+        claim = svc.review_claim_next_by_token(key=key, scope=_scope_in(data))
+        if claim is svc.DECLINED:
+            return None
+        if claim is None:
+            return None, status.HTTP_204_NO_CONTENT
+        return {"example": claim.card, "expires_at": _datetime_out(claim.expires_at)}, status.HTTP_200_OK
+
 
 @extend_schema(tags=["review"])
-class ReviewSubmitView(_ReviewJSONView):
+class ReviewSubmitView(_TokenFastPath):
     """Approve or reject the example you hold (optionally with edits, saved as a revision)."""
 
     permission_classes = [IsReviewerRemembered]
@@ -242,6 +299,14 @@ class ReviewSubmitView(_ReviewJSONView):
         except DjangoValidationError as exc:
             raise _django_errors(exc) from None
         return Response(review_out(review), status=status.HTTP_201_CREATED)
+
+    def token_post(self, key, data):
+        d = _submit_in(data)
+        if d["edits"]:
+            return None
+        review = svc.review_submit_by_token(key=key, example=d["example"], decision=d["decision"], reason=d["reason"],
+                                            reason_code=d["reason_code"], seconds_spent=d["seconds_spent"])
+        return None if review is svc.DECLINED else (review_out(review), status.HTTP_201_CREATED)
 
 
 @extend_schema(tags=["review"])

@@ -126,16 +126,77 @@ def _claim_next_pg(*, reviewer, scope: ReviewScope, now: datetime) -> ReviewClai
         cur.execute("SELECT * FROM limrank_review_claim_next(%s, %s, %s, %s, %s)",
                     [reviewer.pk, scope.kind, scope.pk, now, DEFAULT_CLAIM_MINUTES])
         row = cur.fetchone()
-    outcome = row[0]
-    if outcome == "no_scope":
+    if row[0] == "no_scope":
         raise scope.does_not_exist()
-    if outcome == "empty":
+    claim = _claim_from_row(row, reviewer_id=reviewer.pk)
+    if claim is not None:
+        claim.reviewer = reviewer
+    return claim
+
+
+def _claim_from_row(row, *, reviewer_id: int) -> ReviewClaim | None:
+    """limrank_review_claim_next's answer ('claimed' or 'empty') as a claim with its card, or None."""
+    if row[0] == "empty":
         return None
-    claim = ReviewClaim(pk=row[1], example_id=row[4], reviewer=reviewer, claimed_at=row[2], expires_at=row[3])
+    claim = ReviewClaim(pk=row[1], example_id=row[4], reviewer_id=reviewer_id, claimed_at=row[2], expires_at=row[3])
     claim.card = card = dict(zip(CARD_FIELDS, row[4:]))
     if isinstance(card["judgment_votes"], str):  # Django leaves jsonb as text for the field to parse
         card["judgment_votes"] = json.loads(card["judgment_votes"])
     return claim
+
+
+# ---- The hot endpoints over an API token, PostgreSQL: authentication and action in one statement.
+# The token's subquery (limrank_app.api.authentication) has a row only for a live read-write token of an active
+# reviewer or admin; the action's function runs for that row only (LATERAL), so nothing is done for anyone else.
+# These return DECLINED when the token does not admit the action, or the action's answer is an error: the caller
+# then takes the full path (DRF authentication, permissions, the service above), which answers with the reason.
+# An error answer of the functions writes nothing, so doing it again there is safe.
+
+DECLINED = object()
+
+
+def _by_token(key: str, now: datetime, function_call: str, params: list):
+    from curation.models import ApiToken
+    from limrank_app.api.authentication import api_token_reviewer_writer_sql
+
+    token_sql, token_params = api_token_reviewer_writer_sql(key, now=now)
+    with connection.cursor() as cur:
+        cur.execute(f"SELECT a.token_id, a.stale, a.user_id, f.* FROM ({token_sql}) a CROSS JOIN LATERAL {function_call} f",
+                    token_params + params)
+        row = cur.fetchone()
+    if row is None:
+        return None
+    token_id, stale, user_id = row[:3]
+    if stale:  # last_used_at at most once a minute, as ApiTokenAuthentication does
+        ApiToken.objects.filter(pk=token_id).update(last_used_at=now)
+    return user_id, row[3:]
+
+
+def review_claim_next_by_token(*, key: str, scope: ReviewScope, now: datetime | None = None):
+    """review_claim_next for the owner of an API token: the claim (with .card), None when nothing is left, or DECLINED."""
+    now = now or timezone.now()
+    found = _by_token(key, now, "limrank_review_claim_next(a.user_id, %s, %s, %s, %s)",
+                      [scope.kind, scope.pk, now, DEFAULT_CLAIM_MINUTES])
+    if found is None or found[1][0] == "no_scope":
+        return DECLINED
+    return _claim_from_row(found[1], reviewer_id=found[0])
+
+
+def review_submit_by_token(*, key: str, example: int, decision: str, reason: str = "", reason_code: int | None = None,
+                           seconds_spent: float = 0.0, now: datetime | None = None):
+    """review_submit (no edits) for the owner of an API token: the review (with .example's status), or DECLINED.
+    Invalid values raise ValidationError as review_submit does."""
+    now = now or timezone.now()
+    decision, reason, reason_code, seconds_spent = _submit_values(decision, reason, reason_code, seconds_spent)
+    found = _by_token(key, now, "limrank_review_submit(a.user_id, %s, %s, %s, %s, %s, %s)",
+                      [example, decision, reason, reason_code, seconds_spent, now])
+    if found is None or found[1][0] != "ok":
+        return DECLINED
+    user_id, (_, review_id, seconds, status) = found
+    review = Review(pk=review_id, example_id=example, reviewer_id=user_id, decision=decision, edits={}, reason=reason,
+                    reason_code=reason_code, seconds_spent=seconds, is_adjudication=False, undone=False, created_at=now)
+    review.example = Example(pk=example, status=status)
+    return review
 
 
 # The queue's hot path is plain SQL: it runs on every "next" of every reviewer, and building these
@@ -238,24 +299,7 @@ def review_submit(*, reviewer, example: Example | int, decision: str, reason: st
     example has all its reviews, settle it: approved/rejected when they agree, adjudication when not."""
     _require_reviewer(reviewer)
     now = now or timezone.now()
-    if decision not in Review.Decision.values:
-        raise ValidationError({"decision": f"must be one of {', '.join(Review.Decision.values)}, got {decision!r}"})
-    if reason_code is not None:
-        try:
-            reason_code = int(reason_code)
-        except (TypeError, ValueError):
-            raise ValidationError({"reason_code": f"must be a number 1-5, got {reason_code!r}"}) from None
-        if reason_code not in REJECT_REASONS:
-            raise ValidationError({"reason_code": f"must be 1-5, got {reason_code}"})
-        if decision != Review.Decision.REJECT:
-            raise ValidationError({"reason_code": "quick reasons go with a rejection"})
-        reason = reason or REJECT_REASONS[reason_code]
-    if len(reason) > 200:
-        raise ValidationError({"reason": "at most 200 characters"})
-    try:
-        seconds_spent = max(0.0, float(seconds_spent or 0.0))
-    except (TypeError, ValueError):
-        raise ValidationError({"seconds_spent": f"must be a number, got {seconds_spent!r}"}) from None
+    decision, reason, reason_code, seconds_spent = _submit_values(decision, reason, reason_code, seconds_spent)
     example_id = example if isinstance(example, int) else example.pk
     if connection.vendor == "postgresql" and not edits:
         return _submit_pg(reviewer=reviewer, example_id=example_id, decision=decision, reason=reason,
@@ -299,6 +343,29 @@ def review_submit(*, reviewer, example: Example | int, decision: str, reason: st
         Example.objects.filter(pk=ex.pk).update(reviews_done=ex.reviews_done, status=ex.status, updated_at=now)
     review.example = ex
     return review
+
+
+def _submit_values(decision: str, reason: str, reason_code, seconds_spent) -> tuple[str, str, int | None, float]:
+    """A decision's values checked and normalized (a quick reason's text, seconds as a non-negative float)."""
+    if decision not in Review.Decision.values:
+        raise ValidationError({"decision": f"must be one of {', '.join(Review.Decision.values)}, got {decision!r}"})
+    if reason_code is not None:
+        try:
+            reason_code = int(reason_code)
+        except (TypeError, ValueError):
+            raise ValidationError({"reason_code": f"must be a number 1-5, got {reason_code!r}"}) from None
+        if reason_code not in REJECT_REASONS:
+            raise ValidationError({"reason_code": f"must be 1-5, got {reason_code}"})
+        if decision != Review.Decision.REJECT:
+            raise ValidationError({"reason_code": "quick reasons go with a rejection"})
+        reason = reason or REJECT_REASONS[reason_code]
+    if len(reason) > 200:
+        raise ValidationError({"reason": "at most 200 characters"})
+    try:
+        seconds_spent = max(0.0, float(seconds_spent or 0.0))
+    except (TypeError, ValueError):
+        raise ValidationError({"seconds_spent": f"must be a number, got {seconds_spent!r}"}) from None
+    return decision, reason, reason_code, seconds_spent
 
 
 def _submit_pg(*, reviewer, example_id: int, decision: str, reason: str, reason_code: int | None,

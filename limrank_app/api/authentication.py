@@ -19,9 +19,8 @@ _USER_FIELDS = ("id", "is_superuser", "username", "is_staff", "is_active")
 TOUCH_EVERY_S = 60
 
 
-@cache
-def _lookup_sql() -> str:
-    """Token, user, staleness of last_used_at and role membership in one statement (prepared after a few uses)."""
+def _sql_parts():
+    """Column and table names for the statements below: token t joined to its user u, and role membership of u."""
     from django.contrib.auth.models import Group
 
     from curation.models import ApiToken
@@ -34,13 +33,50 @@ def _lookup_sql() -> str:
               f"WHERE ug.user_id = u.{pk} AND g.name = %s)")
     token_col = lambda n: "t." + q(ApiToken._meta.get_field(n).column)  # noqa: E731
     user_col = lambda n: "u." + q(User._meta.get_field(n).column)  # noqa: E731
+    tables = f"{q(ApiToken._meta.db_table)} t JOIN {q(User._meta.db_table)} u ON u.{pk} = t.user_id"
+    stale = f"({token_col('last_used_at')} IS NULL OR {token_col('last_used_at')} < %s)"
+    return token_col, user_col, member, tables, stale
+
+
+@cache
+def _lookup_sql() -> str:
+    """Token, user, staleness of last_used_at and role membership in one statement (prepared after a few uses)."""
+    token_col, user_col, member, tables, stale = _sql_parts()
     return (
         f"SELECT {', '.join(token_col(n) for n in _TOKEN_FIELDS)}, {', '.join(user_col(n) for n in _USER_FIELDS)}, "
-        f"{token_col('revoked_at')} IS NULL, ({token_col('last_used_at')} IS NULL OR {token_col('last_used_at')} < %s), "
-        f"{member}, {member} "
-        f"FROM {q(ApiToken._meta.db_table)} t JOIN {q(User._meta.db_table)} u ON u.{pk} = t.user_id "
-        f"WHERE t.key_hash = %s"
+        f"{token_col('revoked_at')} IS NULL, {stale}, {member}, {member} FROM {tables} WHERE t.key_hash = %s"
     )
+
+
+@cache
+def _reviewer_writer_sql() -> str:
+    from curation.models import ApiToken
+
+    token_col, user_col, member, tables, stale = _sql_parts()
+    return (
+        f"SELECT {token_col('id')} AS token_id, {token_col('user_id')} AS user_id, {stale} AS stale FROM {tables} "
+        f"WHERE t.key_hash = %s AND {token_col('revoked_at')} IS NULL AND {user_col('is_active')} "
+        f"AND {token_col('scope')} = '{ApiToken.Scope.WRITE}' AND ({user_col('is_superuser')} OR {member} OR {member})"
+    )
+
+
+def api_token_reviewer_writer_sql(key: str, *, now) -> tuple[str, list]:
+    """A subquery (token_id, user_id, stale) with one row when the key is a live read-write token of an active
+    reviewer or admin — exactly whom ApiTokenAuthentication + IsReviewer let write (a test walks the cases) — and
+    none otherwise. The review queue's hot endpoints join their action to it: authentication and action in one
+    statement; a request it does not admit takes the full DRF path, which answers why."""
+    from curation.services.tokens import token_hash
+
+    touched_before = connection.ops.adapt_datetimefield_value(now - timedelta(seconds=TOUCH_EVERY_S))
+    return _reviewer_writer_sql(), [touched_before, token_hash(key), REVIEWER, ADMIN]
+
+
+def bearer_key(request) -> str | None:
+    """The key of an `Authorization: Bearer <key>` (or `Token <key>`) header of a Django request, if any."""
+    header = request.META.get("HTTP_AUTHORIZATION", "").split()
+    if len(header) == 2 and header[0].lower() in ApiTokenAuthentication.keywords:
+        return header[1]
+    return None
 
 
 def api_token_lookup(key_hash: str, *, now=None):
