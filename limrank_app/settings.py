@@ -81,7 +81,12 @@ else:
     if "server_side_binding" in opts:
         opts["server_side_binding"] = str(opts["server_side_binding"]).lower() in ("1", "true", "yes", "on")
     if "prepare_threshold" in opts:
-        opts["prepare_threshold"] = None if str(opts["prepare_threshold"]).lower() in ("", "none") else int(opts["prepare_threshold"])
+        value = str(opts["prepare_threshold"]).lower()
+        if value not in ("", "none") and not value.isdigit():
+            from django.core.exceptions import ImproperlyConfigured
+
+            raise ImproperlyConfigured(f"DATABASE_URL: prepare_threshold must be a whole number or none, got {value!r}")
+        opts["prepare_threshold"] = None if value in ("", "none") else int(value)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
