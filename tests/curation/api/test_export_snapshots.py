@@ -247,6 +247,44 @@ def test_a_failing_first_export_leaves_no_snapshot(version, admin_api, snapshot_
     assert not path.exists() and _leftovers(snapshot_dir) == [] and _lock_is_free(path)
 
 
+@pytest.mark.parametrize("fmt", ["jsonl", "parquet"])
+def test_a_snapshot_write_that_fails_leaves_no_snapshot_and_the_export_whole(version, admin_api, snapshot_dir, small_blocks,
+                                                                            monkeypatch, fmt):
+    """The snapshot is written by a thread of its own: a write that fails there (disk full) costs the snapshot, not the
+    export, whether it surfaces at a later chunk or only at the commit."""
+    import errno
+
+    expected = b"".join(exports.export_stream(version, fmt))
+    real_init = exports._SnapshotWriter.__init__
+
+    class FullDisk:
+        def __init__(self, file):
+            self._file, self.writes = file, 0
+
+        def write(self, data):
+            self.writes += 1
+            if self.writes > 1:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return self._file.write(data)
+
+        def __getattr__(self, name):
+            return getattr(self._file, name)
+
+    def init(self, path, lock_fd):
+        real_init(self, path, lock_fd)
+        self._file = FullDisk(self._file)
+
+    monkeypatch.setattr(exports._SnapshotWriter, "__init__", init)
+    r = admin_api.get(_url(version, fmt))
+    assert r["X-Export-Source"] == "database" and _body(r) == expected
+    path = exports.snapshot_path(version, fmt)
+    assert not path.exists() and _leftovers(snapshot_dir) == [] and _lock_is_free(path)
+
+    monkeypatch.setattr(exports._SnapshotWriter, "__init__", real_init)
+    assert _body(admin_api.get(_url(version, fmt))) == expected
+    assert path.read_bytes() == expected and admin_api.get(_url(version, fmt))["X-Export-Source"] == "snapshot"
+
+
 def test_concurrent_first_exports_write_the_snapshot_once(version, snapshot_dir, interleavable):
     path = exports.snapshot_path(version, "jsonl")
     first = exports.export_stream_snapshotting(version, "jsonl")

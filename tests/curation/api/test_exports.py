@@ -100,10 +100,14 @@ def exact_path_blocks(monkeypatch):
     ('looks like glue ","instruction":" then \\" and a trailing backslash \\', False),
     ("unicode é 漢字 🙂 \u2028 \x85 and literals: backslash-n \\n, backslash-v \\v, two then v \\\\v", False),
     ("", False),
-    ("vertical tab \v", True),
-    ("backslash then vertical tab \\\v", True),
-    ("bell \x07 and unit separator \x1f", True),
+    # COPY writes these unlike JSON (\v, raw control characters): the PostgreSQL path rewrites them in the block.
+    ("vertical tab \v", False),
+    ("backslash then vertical tab \\\v and \\\\\v", False),
+    ("bell \x07, escape \x1b, unit separator \x1f; every control character but the markers: " + "".join(map(chr, range(4, 32))), False),
+    # The bytes the PostgreSQL path marks quotes, prompt_versions and line ends with: the exact path.
     ("start of heading \x01 (the byte the PostgreSQL path marks quotes with) \x01,\x01instruction\x01:\x01", True),
+    ("start of text \x02 and end of text \x03", True),
+    ("every control character: " + "".join(map(chr, range(1, 32))), True),
 ])
 @pytest.mark.parametrize("blocks", ["default", "small"])
 def test_jsonl_encodes_any_text_exactly(version, nasty, exact, blocks, request, exact_path_blocks):
@@ -125,10 +129,66 @@ def test_jsonl_encodes_any_text_exactly(version, nasty, exact, blocks, request, 
     assert served == _db_rows(version)
     assert served[1]["query_text"] == nasty and served[1]["reasoner_judgment"] is None
     if connection.vendor == "postgresql":
-        # Only blocks holding what COPY cannot write as JSON take the exact path; rows and bytes are the same.
+        # Only blocks holding a byte the PostgreSQL path uses as a marker take the exact path; rows and bytes are the same.
         assert bool(exact_path_blocks) == exact
         assert all(lo <= 1 < hi or lo <= 20 < hi for lo, hi in exact_path_blocks)
         assert served_bytes == b"".join(exports.jsonl_stream_portable(version))
+
+
+def _set_members(version, changes: dict[int, dict]) -> None:
+    members = {m.position: m for m in DatasetVersionMember.objects.filter(version=version, position__in=list(changes))}
+    for position, fields in changes.items():
+        for name, value in fields.items():
+            setattr(members[position], name, value)
+        members[position].save()
+
+
+def test_postgres_groups_copies_and_exact_groups_in_between(version, monkeypatch, exact_path_blocks):
+    """Many small groups and several COPY statements per export; groups holding a marker byte take the exact path
+    (alone: the COPY is abandoned and the next one starts after the group), groups holding other control characters
+    or a vertical tab are rewritten in place; every start position gives the portable encoder's bytes."""
+    monkeypatch.setattr(exports, "_PG_BLOCK_BYTES", 1500)  # groups of 1, then of about 2 members
+    monkeypatch.setattr(exports, "_PG_FIRST_COPY_ROWS", 5)
+    monkeypatch.setattr(exports, "_PG_COPY_ROWS", 12)
+    _set_members(version, {
+        3: {"query_text": "marker \x01 in the first COPY"},
+        8: {"passage_text": "escape \x1b, bell \x07 and \x04: rewritten in the block"},
+        14: {"reasoning_trace": "two adjacent groups with markers \x02"},
+        15: {"instruction": "\x03\x01"},
+        20: {"passage_title": "vertical tab \v, backslash then v \\v"},
+        31: {"content_hash": "the last member \x01"},
+    })
+    with connection.cursor() as cursor:  # jsonb keeps 1.50 and 1e3 as written; Python reads floats
+        cursor.execute(
+            "UPDATE curation_datasetversionmember SET prompt_versions = %s WHERE version_id = %s AND position IN (0, 5, 17, 30)",
+            ['{"reasoner": 1.50, "big": 1e3, "n": [1, 2.5, -0.0, null, true, {"k": "v \\" \\u00e9 \\u0001"}], "e": {}}', version.pk],
+        )
+    served = b"".join(exports.jsonl_stream(version))
+    portable = b"".join(exports.jsonl_stream_portable(version))
+    assert _rows(served) == _db_rows(version)
+    assert _rows(served)[5]["prompt_versions"]["reasoner"] == 1.5
+    if connection.vendor != "postgresql":
+        return
+    assert served == portable
+    exact = [call for call in exact_path_blocks if call[1] is not None]
+    assert exact and all(any(lo <= p < hi for p in (3, 14, 15, 31)) for lo, hi in exact)
+    assert all(any(lo <= p < hi for lo, hi in exact) for p in (3, 14, 15, 31))
+    assert sum(hi - lo for lo, hi in exact) <= 8  # the groups holding them, of one or two members
+    for start in (1, 4, 9, 14, 16, 31, 32):
+        assert b"".join(exports.jsonl_stream(version, start=start)) == b"".join(exports.jsonl_stream_portable(version, start=start))
+
+
+def test_postgres_export_after_an_abandoned_copy(version, monkeypatch):
+    """A client that goes away mid-COPY: the COPY is read to its end, and the connection runs the next queries."""
+    if connection.vendor != "postgresql":
+        pytest.skip("PostgreSQL's COPY path")
+    monkeypatch.setattr(exports, "_PG_BLOCK_BYTES", 1500)
+    stream = exports.jsonl_stream(version)
+    first = next(stream)
+    assert first.count(b"\n") >= 1
+    stream.close()
+    assert DatasetVersionMember.objects.filter(version=version).count() == 32
+    assert b"".join(exports.jsonl_stream(version)) == b"".join(exports.jsonl_stream_portable(version))
 
 
 def test_rank1_training_rows(version, admin_api):
