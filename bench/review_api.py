@@ -179,38 +179,49 @@ def _client_process(args):
     return out, errors
 
 
-def _cpu_by_command() -> dict[str, float]:
-    """CPU seconds used so far by every process on the machine, summed by command name (Linux /proc)."""
+def _cpu_by_process() -> dict[int, tuple[str, float]]:
+    """pid -> (command name, CPU seconds used so far) for every process on the machine (Linux /proc)."""
     tick = os.sysconf("SC_CLK_TCK")
-    out: dict[str, float] = {}
+    out: dict[int, tuple[str, float]] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             head, _, rest = stat.read_text().rpartition(")")
         except OSError:
             continue
         fields = rest.split()
-        name = head.split("(", 1)[1]
-        out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+        out[int(stat.parent.name)] = (head.split("(", 1)[1], (int(fields[11]) + int(fields[12])) / tick)
     return out
+
+
+def _cpu_used(before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]]) -> dict[str, float]:
+    """CPU seconds used between two readings, summed by command name. Per process, not per name: a kernel worker's
+    name changes with the work it runs (kworker/u8:2-ext4-rsv-conversion, ...-events_unbound), and a difference
+    taken by name would count such a thread's whole lifetime. A process started in between counts from zero."""
+    used: dict[str, float] = {}
+    for pid, (name, seconds) in after.items():
+        delta = seconds - before.get(pid, (name, 0.0))[1]
+        if delta > 0:
+            used[name] = used.get(name, 0.0) + delta
+    return used
 
 
 def run_phase(pool, procs, port, phase, tokens, dataset_id, seconds, max_cycles):
     start_at = time.time() + 1.0
     chunks = [tokens[i::procs] for i in range(procs)]
-    cpu0 = _cpu_by_command()
+    cpu0 = _cpu_by_process()
     results = list(pool.map(_client_process, [(port, phase, c, dataset_id, start_at, seconds, max_cycles) for c in chunks]))
-    cpu1 = _cpu_by_command()
+    cpu1 = _cpu_by_process()
     samples, errors = [], []
     for out, err in results:
         samples.extend(out)
         errors.extend(err)
     wall = time.time() - start_at
-    cpu = {k: v - cpu0.get(k, 0.0) for k, v in cpu1.items() if v - cpu0.get(k, 0.0) > 0}
+    cpu = _cpu_used(cpu0, cpu1)
     return samples, errors, wall, cpu
 
 
 def cpu_per_cycle(cpu: dict[str, float], cycles: int) -> str:
-    """ms of CPU per cycle: the server (gunicorn), PostgreSQL, the clients (python) and the kernel's writeback."""
+    """ms of CPU per cycle: the server (gunicorn), PostgreSQL, the clients (python) and kernel workers (kworker)."""
     groups = {"gunicorn": 0.0, "postgres": 0.0, "clients": 0.0, "kernel": 0.0}
     for name, sec in cpu.items():
         key = "gunicorn" if name.startswith("gunicorn") else "postgres" if name.startswith("postgres") else \
