@@ -17,7 +17,7 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from curation.models import Dataset, Example, GenerationRun, Review
+from curation.models import Dataset, Example, Review
 from curation.selectors import review as sel
 from curation.services import review as svc
 from limrank_app.api.authentication import bearer_key

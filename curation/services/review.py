@@ -21,6 +21,8 @@ from curation.models import Dataset, Example, ExampleRevision, GeneratedQuery, P
 from curation.selectors.review import (
     CARD_FIELDS, DEFAULT_CLAIM_MINUTES, REJECT_REASONS, ReviewScope, claim_is_skip, review_others_holding, review_required_for,
 )
+from curation.services.tokens import api_token_touch
+from limrank_app.api.authentication import api_token_reviewer_writer_sql
 from limrank_app.roles import user_is_admin, user_is_reviewer
 
 
@@ -156,9 +158,6 @@ DECLINED = object()
 
 
 def _by_token(key: str, now: datetime, function_call: str, params: list):
-    from curation.models import ApiToken
-    from limrank_app.api.authentication import api_token_reviewer_writer_sql
-
     token_sql, token_params = api_token_reviewer_writer_sql(key, now=now)
     with connection.cursor() as cur:
         cur.execute(f"SELECT a.token_id, a.stale, a.user_id, f.* FROM ({token_sql}) a CROSS JOIN LATERAL {function_call} f",
@@ -168,7 +167,7 @@ def _by_token(key: str, now: datetime, function_call: str, params: list):
         return None
     token_id, stale, user_id = row[:3]
     if stale:  # last_used_at at most once a minute, as ApiTokenAuthentication does
-        ApiToken.objects.filter(pk=token_id).update(last_used_at=now)
+        api_token_touch(token_id=token_id, now=now)
     return user_id, row[3:]
 
 
@@ -193,10 +192,8 @@ def review_submit_by_token(*, key: str, example: int, decision: str, reason: str
     if found is None or found[1][0] != "ok":
         return DECLINED
     user_id, (_, review_id, seconds, status) = found
-    review = Review(pk=review_id, example_id=example, reviewer_id=user_id, decision=decision, edits={}, reason=reason,
-                    reason_code=reason_code, seconds_spent=seconds, is_adjudication=False, undone=False, created_at=now)
-    review.example = Example(pk=example, status=status)
-    return review
+    return _submitted(review_id=review_id, example_id=example, reviewer_id=user_id, decision=decision, reason=reason,
+                      reason_code=reason_code, seconds=seconds, status=status, now=now)
 
 
 # The queue's hot path is plain SQL: it runs on every "next" of every reviewer, and building these
@@ -385,8 +382,18 @@ def _submit_pg(*, reviewer, example_id: int, decision: str, reason: str, reason_
         raise ClaimExpired(f"your claim on example {example_id} expired and its slot went to another reviewer")
     if outcome == "duplicate":
         raise ReviewError(f"you already reviewed example {example_id}")
-    review = Review(pk=review_id, example_id=example_id, reviewer=reviewer, decision=decision, edits={}, reason=reason,
-                    reason_code=reason_code, seconds_spent=seconds, is_adjudication=False, undone=False, created_at=now)
+    review = _submitted(review_id=review_id, example_id=example_id, reviewer_id=reviewer.pk, decision=decision,
+                        reason=reason, reason_code=reason_code, seconds=seconds, status=status, now=now)
+    review.reviewer = reviewer
+    return review
+
+
+def _submitted(*, review_id: int, example_id: int, reviewer_id: int, decision: str, reason: str, reason_code: int | None,
+               seconds: float, status: str, now: datetime) -> Review:
+    """The review limrank_review_submit stored, with its example's new status, built without reading it back."""
+    review = Review(pk=review_id, example_id=example_id, reviewer_id=reviewer_id, decision=decision, edits={},
+                    reason=reason, reason_code=reason_code, seconds_spent=seconds, is_adjudication=False, undone=False,
+                    created_at=now)
     review.example = Example(pk=example_id, status=status)
     return review
 

@@ -29,3 +29,8 @@ def api_token_revoke(*, token: ApiToken) -> ApiToken:
         token.revoked_at = timezone.now()
         token.save(update_fields=["revoked_at"])
     return token
+
+
+def api_token_touch(*, token_id: int, now) -> None:
+    """Record a use of the token (callers do it at most once a minute: no write on every request)."""
+    ApiToken.objects.filter(pk=token_id).update(last_used_at=now)

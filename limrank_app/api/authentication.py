@@ -110,7 +110,7 @@ class ApiTokenAuthentication(authentication.BaseAuthentication):
             return None
         if len(header) != 2:
             raise exceptions.AuthenticationFailed("Authorization header must be 'Bearer <token>'.")
-        from curation.services.tokens import token_hash
+        from curation.services.tokens import api_token_touch, token_hash
 
         now = timezone.now()
         found = api_token_lookup(token_hash(header[1].decode("utf-8", "replace")), now=now)
@@ -118,7 +118,7 @@ class ApiTokenAuthentication(authentication.BaseAuthentication):
             raise exceptions.AuthenticationFailed("Invalid or revoked API token.")
         token, _, stale = found
         if stale:  # last_used_at at most once a minute: no write on every request
-            type(token).objects.filter(pk=token.pk).update(last_used_at=now)
+            api_token_touch(token_id=token.pk, now=now)
         return token.user, token
 
     def authenticate_header(self, request):

@@ -109,6 +109,17 @@ def make_examples(n: int, *, dataset=None, origin=Example.Origin.SYNTHETIC, stat
     return Example.objects.bulk_create(examples)
 
 
+@pytest.fixture
+def version(db):
+    """A frozen version of 32 members (23 rank1, 9 synthetic with their own prompt_versions) for the export tests."""
+    from curation.services.datasets import dataset_version_build
+
+    ds = factories.DatasetFactory(name="export me")
+    make_examples(23, dataset=ds, origin="rank1", tag="r")
+    make_examples(9, dataset=ds, origin="synthetic", tag="s", prompt_versions={"reasoner": 3})
+    return dataset_version_build(dataset=ds, filters={}, recipe={"seed": 5}, created_by=None)
+
+
 @pytest.fixture(autouse=True)
 def _fast_password_hashing(settings):
     # factories set real passwords; PBKDF2 at full strength costs ~0.3 s per user on a busy 2-core box.

@@ -23,14 +23,6 @@ MEMBERS = DatasetVersionMember._meta.db_table
 
 
 @pytest.fixture
-def version():
-    ds = factories.DatasetFactory(name="snap")
-    make_examples(23, dataset=ds, origin="rank1", tag="r")
-    make_examples(9, dataset=ds, origin="synthetic", tag="s", prompt_versions={"reasoner": 3})
-    return dataset_version_build(dataset=ds, filters={}, recipe={"seed": 5}, created_by=None)
-
-
-@pytest.fixture
 def interleavable(monkeypatch, small_blocks):
     """Concurrent exports run on their own database connections; interleaved in one test they share one, which
     cannot run a second COPY while the first is streaming: read the rows first, hand them out chunk by chunk."""

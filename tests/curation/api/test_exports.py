@@ -11,19 +11,11 @@ from django.db import connection
 from curation import exports
 from curation.formats import RANK1_INSTRUCTION, rank1_prompt
 from curation.models import DatasetVersionMember
-from curation.services.datasets import dataset_version_build, version_content_hash
+from curation.services.datasets import version_content_hash
 from tests import factories
 from tests.curation.api.conftest import make_examples
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def version():
-    ds = factories.DatasetFactory(name="export me")
-    make_examples(23, dataset=ds, origin="rank1", tag="r")
-    make_examples(9, dataset=ds, origin="synthetic", tag="s", prompt_versions={"reasoner": 3})
-    return dataset_version_build(dataset=ds, filters={}, recipe={"seed": 5}, created_by=None)
 
 
 def _db_rows(version) -> list[dict]:

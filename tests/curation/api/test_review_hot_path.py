@@ -10,6 +10,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 from rest_framework.exceptions import ValidationError
+from rest_framework.renderers import JSONRenderer
 
 from curation.api import review as api
 from curation.models import Example, Review, ReviewClaim
@@ -147,7 +148,7 @@ def test_postgresql_token_path_answers_byte_for_byte_as_the_full_path(client, re
         review = Review.objects.select_related("example").get(pk=sub.json()["id"])
         review.created_at = fixed  # the two rounds ran at different times
         answers[path] = [_answer(nxt), _answer(empty), (sub.status_code, api.ReviewOut(review).data, _answer(sub)[2])]
-        assert sub.content == __import__("rest_framework.renderers").renderers.JSONRenderer().render(
+        assert sub.content == JSONRenderer().render(
             api.ReviewOut(Review.objects.select_related("example").get(pk=review.pk)).data)
         Review.objects.all().delete()
         Example.objects.filter(pk=ex.pk).update(status=Example.Status.PENDING_REVIEW, reviews_done=0)
@@ -164,7 +165,7 @@ def test_postgresql_token_path_answers_byte_for_byte_as_the_full_path(client, re
 def test_postgresql_token_path_admits_exactly_whom_the_permissions_admit(client):
     # Every kind of caller the one-statement path must refuse is answered by the full path with its reason, and
     # the service itself declines them (nothing claimed); the ones it admits act as themselves.
-    from curation.services.tokens import api_token_revoke, token_hash  # noqa: F401
+    from curation.services.tokens import api_token_revoke
     from django.contrib.auth import get_user_model
 
     ds, examples = factories.review_dataset(n=8)
