@@ -1,13 +1,13 @@
 """Benchmark: claim-next + submit over the JSON API against a bare Django view, same server, same run.
 
-    .venv/bin/python bench/review_api.py [--examples 1000000] [--clients 50] [--seconds 15]
+    .venv/bin/python bench/review_api.py [--examples 1000000] [--clients 50] [--seconds 10] [--rounds 2]
 
 PostgreSQL only (the target is production-shaped): DATABASE_URL, default postgres://postgres@127.0.0.1:5432/review_bench
 (created if missing; the examples are loaded once with INSERT ... SELECT generate_series and reused).
 gunicorn (gthread) serves the project on 127.0.0.1; 50 clients (processes x threads, keep-alive) run
   bare:   GET /bench/bare/ twice                      (the same number of round trips as a review cycle)
   review: POST /api/review/next/ then POST /api/review/submit/ (token auth, one statement and transaction each)
-in bounded phases: bare, review, bare. Reports p50/p95 of one cycle and the ratio review/bare (target <= 3),
+in bounded phases: bare, then review and bare again, twice. Reports p50/p95 of one cycle and the ratio review/bare (target <= 3),
 and writes the figures to /work/notes/BENCH-review.md (or --out)."""
 from __future__ import annotations
 
@@ -169,14 +169,15 @@ def _client(port, phase, token, dataset_id, start_at, seconds, max_cycles, out, 
 
 def _client_process(args):
     port, phase, tokens, dataset_id, start_at, seconds, max_cycles = args
-    out, errors = [], []
+    per_client, errors = [[] for _ in tokens], []
     threads = [threading.Thread(target=_client, args=(port, phase, t, dataset_id, start_at, seconds, max_cycles, out, errors))
-               for t in tokens]
+               for t, out in zip(tokens, per_client)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    return out, errors
+    medians = [sorted(a + b for a, b in out)[len(out) // 2] for out in per_client if out]
+    return [x for out in per_client for x in out], errors, medians
 
 
 def _cpu_by_process() -> dict[int, tuple[str, float]]:
@@ -211,13 +212,14 @@ def run_phase(pool, procs, port, phase, tokens, dataset_id, seconds, max_cycles)
     cpu0 = _cpu_by_process()
     results = list(pool.map(_client_process, [(port, phase, c, dataset_id, start_at, seconds, max_cycles) for c in chunks]))
     cpu1 = _cpu_by_process()
-    samples, errors = [], []
-    for out, err in results:
+    samples, errors, medians = [], [], []
+    for out, err, med in results:
         samples.extend(out)
         errors.extend(err)
+        medians.extend(med)
     wall = time.time() - start_at
     cpu = _cpu_used(cpu0, cpu1)
-    return samples, errors, wall, cpu
+    return samples, errors, wall, cpu, sorted(medians)
 
 
 def cpu_per_cycle(cpu: dict[str, float], cycles: int) -> str:
@@ -263,7 +265,8 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--examples", type=int, default=1_000_000)
     p.add_argument("--clients", type=int, default=50)
-    p.add_argument("--seconds", type=float, default=15.0, help="length of each measured phase")
+    p.add_argument("--seconds", type=float, default=10.0, help="length of each measured phase")
+    p.add_argument("--rounds", type=int, default=2, help="review phases (each followed by a bare one)")
     p.add_argument("--max-cycles", type=int, default=2000, help="per client and phase (a bound besides --seconds)")
     p.add_argument("--workers", type=int, default=max(2, os.cpu_count() or 2))
     p.add_argument("--threads", type=int, default=4)
@@ -273,6 +276,8 @@ def main(argv=None):
     p.add_argument("--out", default="/work/notes/BENCH-review.md")
     p.add_argument("--client-side-binding", action="store_true",
                    help="psycopg's default client-side binding (no prepared statements) instead of server_side_binding + prepare_threshold=2")
+    p.add_argument("--no-reuse-port", dest="reuse_port", action="store_false",
+                   help="gunicorn workers share one listening socket (their accept() races decide who serves whom)")
     p.add_argument("--hold", choices=["bare", "review"], help="only generate this load for --seconds (for profiling)")
     args = p.parse_args(argv)
     if not args.database_url.startswith(("postgres://", "postgresql://")):
@@ -301,8 +306,14 @@ def main(argv=None):
     gunicorn = str(Path(sys.executable).with_name("gunicorn"))
     server = subprocess.Popen(
         [gunicorn, "limrank_app.wsgi:application", "--bind", f"127.0.0.1:{args.port}", "--worker-class", "gthread",
-         "--workers", str(args.workers), "--threads", str(args.threads), "--keep-alive", "60", "--log-level", "warning"],
+         "--workers", str(args.workers), "--threads", str(args.threads), "--keep-alive", "60", "--log-level", "warning",
+         # Each worker listens on its own socket and the kernel spreads connections over them. On one shared socket the
+         # workers' accept() races handed one worker 37 of the 50 keep-alive clients in a phase (per-client medians:
+         # 13 clients ~20 ms, 37 ~80 ms), a split that changed from phase to phase and moved p50 with it.
+         *(["--reuse-port"] if args.reuse_port else [])],
         cwd=ROOT, env=env, start_new_session=True)
+    measured = {phase: {"samples": [], "wall": 0.0, "cpu": {}} for phase in ("bare", "review")}
+    errors, spreads = [], []
     try:
         wait_ready(args.port, server)
         ctx = get_context("fork")
@@ -313,9 +324,18 @@ def main(argv=None):
                 print(f"server pid {server.pid}: {args.hold} load for {args.seconds:.0f} s", flush=True)
                 run_phase(pool, args.procs, args.port, args.hold, tokens, dataset_id, args.seconds, 10**9)
                 return 0
-            bare1, e1, w1, c1 = run_phase(pool, args.procs, args.port, "bare", tokens, dataset_id, args.seconds, args.max_cycles)
-            review, e2, w2, c2 = run_phase(pool, args.procs, args.port, "review", tokens, dataset_id, args.seconds, args.max_cycles)
-            bare2, e3, w3, c3 = run_phase(pool, args.procs, args.port, "bare", tokens, dataset_id, args.seconds, args.max_cycles)
+            # bare, then (review, bare) x rounds: every review phase between two bare ones, so a machine that slows
+            # down or speeds up during the run (a shared host does) weighs on both sides alike.
+            for phase in ["bare"] + ["review", "bare"] * args.rounds:
+                out, err, wall, cpu, medians = run_phase(pool, args.procs, args.port, phase, tokens, dataset_id, args.seconds,
+                                                         args.max_cycles)
+                got = measured[phase]
+                got["samples"] += out
+                got["wall"] += wall
+                for name, sec in cpu.items():
+                    got["cpu"][name] = got["cpu"].get(name, 0.0) + sec
+                errors += err
+                spreads.append((phase, medians))
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         try:
@@ -323,9 +343,7 @@ def main(argv=None):
         except subprocess.TimeoutExpired:
             os.killpg(server.pid, signal.SIGKILL)
 
-    errors = e1 + e2 + e3
-    bare = summarize(bare1 + bare2)
-    rev = summarize(review)
+    bare, rev = summarize(measured["bare"]["samples"]), summarize(measured["review"]["samples"])
     ratio50, ratio95 = rev["p50"] / bare["p50"], rev["p95"] / bare["p95"]
 
     # Every submitted review is in the database, each example reviewed once (reviews_required = 1).
@@ -341,8 +359,8 @@ def main(argv=None):
         "# bench/review_api.py — review API vs a bare Django view",
         "",
         f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {os.cpu_count()} CPU cores (shared; load average "
-        f"{load[0]:.1f}), PostgreSQL, gunicorn gthread {args.workers} workers x {args.threads} threads on 127.0.0.1, "
-        f"CONN_MAX_AGE=600, {'client-side binding' if args.client_side_binding else 'server-side binding, prepared statements'}, {args.clients} concurrent clients ({args.procs} processes, keep-alive), {args.seconds:.0f} s per phase.",
+        f"{load[0]:.1f}), PostgreSQL, gunicorn gthread {args.workers} workers x {args.threads} threads on 127.0.0.1{' (reuse_port)' if args.reuse_port else ''}, "
+        f"CONN_MAX_AGE=600, {'client-side binding' if args.client_side_binding else 'server-side binding, prepared statements'}, {args.clients} concurrent clients ({args.procs} processes, keep-alive), {args.seconds:.0f} s per phase, phases bare{' / review / bare' * args.rounds}.",
         f"Examples in the review dataset: **{used:,}** (asked for {args.examples:,}); reviews_required = 1.",
         "",
         "One cycle = two HTTP requests: claim-next + submit (review) vs two GETs of a bare view (floor).",
@@ -350,15 +368,18 @@ def main(argv=None):
         "| | cycles | p50 ms | p95 ms | 1st request p50 / p95 | 2nd request p50 / p95 | throughput cycles/s |",
         "|---|---|---|---|---|---|---|",
         f"| bare Django view x2 | {bare['n']:,} | {bare['p50']:.1f} | {bare['p95']:.1f} | {bare['first_p50']:.1f} / {bare['first_p95']:.1f} "
-        f"| {bare['second_p50']:.1f} / {bare['second_p95']:.1f} | {bare['n'] / (w1 + w3):.0f} |",
+        f"| {bare['second_p50']:.1f} / {bare['second_p95']:.1f} | {bare['n'] / measured['bare']['wall']:.0f} |",
         f"| claim-next + submit | {rev['n']:,} | {rev['p50']:.1f} | {rev['p95']:.1f} | {rev['first_p50']:.1f} / {rev['first_p95']:.1f} "
-        f"| {rev['second_p50']:.1f} / {rev['second_p95']:.1f} | {rev['n'] / w2:.0f} |",
+        f"| {rev['second_p50']:.1f} / {rev['second_p95']:.1f} | {rev['n'] / measured['review']['wall']:.0f} |",
         "",
         f"**Ratio review / bare: p50 {ratio50:.2f}, p95 {ratio95:.2f}** (target <= 3: {'met' if max(ratio50, ratio95) <= 3 else 'NOT met'}).",
         "",
         "CPU per cycle (ms, whole machine by process name, during each phase): "
-        f"bare {cpu_per_cycle({k: c1.get(k, 0) + c3.get(k, 0) for k in set(c1) | set(c3)}, bare['n'])}; "
-        f"review {cpu_per_cycle(c2, rev['n'])}.",
+        f"bare {cpu_per_cycle(measured['bare']['cpu'], bare['n'])}; review {cpu_per_cycle(measured['review']['cpu'], rev['n'])}.",
+        "",
+        "Spread over clients, phase by phase (each client's median cycle, ms; min / median / max): "
+        + "; ".join(f"{name} {m[0] * 1000:.0f} / {m[len(m) // 2] * 1000:.0f} / {m[-1] * 1000:.0f}"
+                    for name, m in spreads if m) + ".",
         "",
         f"Integrity: {stored:,} reviews stored for {rev['n']:,} measured + warm-up cycles; examples reviewed twice: {doubled}; "
         f"claims left open: {open_claims}; client errors: {len(errors)}{(' — first: ' + errors[0]) if errors else ''}.",

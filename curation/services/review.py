@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, connection, transaction
@@ -141,10 +142,15 @@ def _claim_from_row(row, *, reviewer_id: int) -> ReviewClaim | None:
     if row[0] == "empty":
         return None
     claim = ReviewClaim(pk=row[1], example_id=row[4], reviewer_id=reviewer_id, claimed_at=row[2], expires_at=row[3])
-    claim.card = card = dict(zip(CARD_FIELDS, row[4:]))
+    claim.card = _card_from_row(row)
+    return claim
+
+
+def _card_from_row(row) -> dict:
+    card = dict(zip(CARD_FIELDS, row[4:]))
     if isinstance(card["judgment_votes"], str):  # Django leaves jsonb as text for the field to parse
         card["judgment_votes"] = json.loads(card["judgment_votes"])
-    return claim
+    return card
 
 
 # ---- The hot endpoints over an API token, PostgreSQL: authentication and action in one statement.
@@ -155,6 +161,24 @@ def _claim_from_row(row, *, reviewer_id: int) -> ReviewClaim | None:
 # An error answer of the functions writes nothing, so doing it again there is safe.
 
 DECLINED = object()
+
+
+class TokenClaim(NamedTuple):
+    """What the hot "next" answers: the example's card and when the claim expires (no model objects to build)."""
+    card: dict
+    expires_at: datetime
+
+
+class TokenReview(NamedTuple):
+    """What the hot "submit" answers: the stored review and its example's new status."""
+    id: int
+    example_id: int
+    decision: str
+    reason: str
+    reason_code: int | None
+    seconds_spent: float
+    created_at: datetime
+    example_status: str
 
 
 def _by_token(key: str, now: datetime, function_call: str, params: list):
@@ -172,18 +196,19 @@ def _by_token(key: str, now: datetime, function_call: str, params: list):
 
 
 def review_claim_next_by_token(*, key: str, scope: ReviewScope, now: datetime | None = None):
-    """review_claim_next for the owner of an API token: the claim (with .card), None when nothing is left, or DECLINED."""
+    """review_claim_next for the owner of an API token: a TokenClaim, None when nothing is left, or DECLINED."""
     now = now or timezone.now()
     found = _by_token(key, now, "limrank_review_claim_next(a.user_id, %s, %s, %s, %s)",
                       [scope.kind, scope.pk, now, DEFAULT_CLAIM_MINUTES])
     if found is None or found[1][0] == "no_scope":
         return DECLINED
-    return _claim_from_row(found[1], reviewer_id=found[0])
+    row = found[1]
+    return None if row[0] == "empty" else TokenClaim(card=_card_from_row(row), expires_at=row[3])
 
 
 def review_submit_by_token(*, key: str, example: int, decision: str, reason: str = "", reason_code: int | None = None,
                            seconds_spent: float = 0.0, now: datetime | None = None):
-    """review_submit (no edits) for the owner of an API token: the review (with .example's status), or DECLINED.
+    """review_submit (no edits) for the owner of an API token: a TokenReview, or DECLINED.
     Invalid values raise ValidationError as review_submit does."""
     now = now or timezone.now()
     decision, reason, reason_code, seconds_spent = _submit_values(decision, reason, reason_code, seconds_spent)
@@ -191,9 +216,9 @@ def review_submit_by_token(*, key: str, example: int, decision: str, reason: str
                       [example, decision, reason, reason_code, seconds_spent, now])
     if found is None or found[1][0] != "ok":
         return DECLINED
-    user_id, (_, review_id, seconds, status) = found
-    return _submitted(review_id=review_id, example_id=example, reviewer_id=user_id, decision=decision, reason=reason,
-                      reason_code=reason_code, seconds=seconds, status=status, now=now)
+    _, review_id, seconds, status = found[1]
+    return TokenReview(id=review_id, example_id=example, decision=decision, reason=reason, reason_code=reason_code,
+                       seconds_spent=seconds, created_at=now, example_status=status)
 
 
 # The queue's hot path is plain SQL: it runs on every "next" of every reviewer, and building these
