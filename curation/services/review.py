@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from typing import NamedTuple
 
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import IntegrityError, connection, transaction
+from django.db import DEFAULT_DB_ALIAS, IntegrityError, connection, connections, transaction
 from django.db.models import DateTimeField, F, OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
@@ -123,12 +123,20 @@ def review_claim_next(*, reviewer, scope: ReviewScope, now: datetime | None = No
     return None
 
 
+def _lease_commit_sql(db) -> str:
+    """A claim is a lease that expires: where the claim is a transaction of its own, its commit need not wait for the
+    WAL flush (set_config(..., true) is SET LOCAL: that transaction only). A crash in the fraction of a second before
+    the flush loses the claim, never a review: "next" claims again, and a submit's synchronous commit flushes every
+    WAL record before its own. Inside a caller's transaction the commit stays synchronous: its other writes decide."""
+    return "NULL" if db.in_atomic_block else "set_config('synchronous_commit', 'off', true)"
+
+
 def _claim_next_pg(*, reviewer, scope: ReviewScope, now: datetime) -> ReviewClaim | None:
     """PostgreSQL: the same steps in one round trip (migration 0003's function), the example's card included."""
     with connection.cursor() as cur:
-        cur.execute("SELECT * FROM limrank_review_claim_next(%s, %s, %s, %s, %s)",
+        cur.execute(f"SELECT {_lease_commit_sql(connection)}, f.* FROM limrank_review_claim_next(%s, %s, %s, %s, %s) f",
                     [reviewer.pk, scope.kind, scope.pk, now, DEFAULT_CLAIM_MINUTES])
-        row = cur.fetchone()
+        row = cur.fetchone()[1:]
     if row[0] == "no_scope":
         raise scope.does_not_exist()
     claim = _claim_from_row(row, reviewer_id=reviewer.pk)
@@ -181,25 +189,45 @@ class TokenReview(NamedTuple):
     example_status: str
 
 
-def _by_token(key: str, now: datetime, function_call: str, params: list):
+def _kept_cursor(db):
+    """A psycopg cursor kept with the database connection for the statements of the hot path. Django's cursor wrapper,
+    built anew for every statement, cost a third of the client's side of a claim (measured in-process, bench/RESULTS.md);
+    its error translation is kept by the caller (wrap_database_errors)."""
+    db.ensure_connection()
+    raw = db.connection
+    kept = getattr(db, "_limrank_kept_cursor", None)
+    if kept is None or kept.connection is not raw or kept.closed:
+        kept = db._limrank_kept_cursor = raw.cursor()
+    return kept
+
+
+def _by_token(key: str, now: datetime, function_call: str, params: list, *, lease: bool = False):
+    db = connections[DEFAULT_DB_ALIAS]  # one lookup: each `connection.x` looks the connection up again
     token_sql, token_params = api_token_reviewer_writer_sql(key, now=now)
-    with connection.cursor() as cur:
-        cur.execute(f"SELECT a.token_id, a.stale, a.user_id, f.* FROM ({token_sql}) a CROSS JOIN LATERAL {function_call} f",
-                    token_params + params)
-        row = cur.fetchone()
+    sql = (f"SELECT a.token_id, a.stale, a.user_id, {_lease_commit_sql(db) if lease else 'NULL'}, f.* "
+           f"FROM ({token_sql}) a CROSS JOIN LATERAL {function_call} f")
+    if db.queries_logged:  # DEBUG, or a test capturing queries: through Django's cursor, which records them
+        with db.cursor() as cur:
+            cur.execute(sql, token_params + params)
+            row = cur.fetchone()
+    else:
+        with db.wrap_database_errors:
+            cur = _kept_cursor(db)
+            cur.execute(sql, token_params + params)
+            row = cur.fetchone()
     if row is None:
         return None
     token_id, stale, user_id = row[:3]
     if stale:  # last_used_at at most once a minute, as ApiTokenAuthentication does
         api_token_touch(token_id=token_id, now=now)
-    return user_id, row[3:]
+    return user_id, row[4:]
 
 
 def review_claim_next_by_token(*, key: str, scope: ReviewScope, now: datetime | None = None):
     """review_claim_next for the owner of an API token: a TokenClaim, None when nothing is left, or DECLINED."""
     now = now or timezone.now()
     found = _by_token(key, now, "limrank_review_claim_next(a.user_id, %s, %s, %s, %s)",
-                      [scope.kind, scope.pk, now, DEFAULT_CLAIM_MINUTES])
+                      [scope.kind, scope.pk, now, DEFAULT_CLAIM_MINUTES], lease=True)
     if found is None or found[1][0] == "no_scope":
         return DECLINED
     row = found[1]
