@@ -4,9 +4,12 @@ Each statement a PL/pgSQL function runs pays for an executor start (opening the 
 their locks, building the plan's state) that pg_stat_statements does not even count; under the review bench's load
 that start-up and the commit were 40% of PostgreSQL's CPU (perf). So:
 
-- claim-next: the scope's settings, the reviewer's own live claim and the number of live claims (the first window's
-  size) come in one statement; the new (or renewed) claim and the example's card in another (a data-modifying CTE).
-  Four statements where there were seven.
+- claim-next: the scope's settings and the reviewer's own live claim come in one statement; the new (or renewed) claim
+  and the example's card in another (a data-modifying CTE). Four statements where there were seven.
+- The candidate window leaves out the examples others' claims hold as the index is read (a hashed set of them), so
+  the candidate statement no longer fetches and rejects each held row at the front of a busy queue, and the first
+  window needs no count of live claims to be sized past them (pg_stat_statements under load: buffers per claim
+  274 -> see bench/RESULTS.md).
 - submit: the example (locked) and the reviewer's claim in one statement; the review's insert, the claim's delete
   and the example's new status in one more. The checks that read other rows (an expired claim's slot, a second
   review of the same example) run only where they can fail. Two statements where there were seven.
@@ -33,8 +36,6 @@ _OWN_CLAIM = """(SELECT c.id FROM curation_reviewclaim c JOIN curation_example e
                     AND r.reviewer_id = p_reviewer AND NOT r.undone AND NOT r.is_adjudication OFFSET 0))
              ORDER BY c.claimed_at DESC, c.id DESC LIMIT 1)"""
 
-# Claims live right now (asked only when the reviewer has none to resume): the first window reaches past them.
-_LIVE = "CASE WHEN {own} IS NULL THEN (SELECT count(*)::integer FROM curation_reviewclaim c WHERE c.expires_at > p_now) END"
 
 # What "next" answers: the claim (CTE c) and its example's card.
 _CARD = """SELECT 'claimed'::text, c.id, c.claimed_at, c.expires_at,
@@ -46,8 +47,15 @@ _CARD = """SELECT 'claimed'::text, c.id, c.claimed_at, c.expires_at,
         LEFT JOIN curation_persona pe ON pe.id = q.persona_id
         JOIN curation_passage p ON p.id = e.passage_id"""
 
+# The next pending ids, less those whose slots others' live claims fill: at the front of a busy queue most rows are
+# held, and a hashed set of them (built once per statement, from the claims alone) rules them out as the index is read,
+# before the candidate statement fetches a row. Ids only: an index-only scan of the partial index.
 _WINDOW = """ARRAY(SELECT x.id FROM curation_example x WHERE x.{column} = p_scope
-                                          AND x.status = 'pending_review' AND x.id > v_after ORDER BY x.id LIMIT v_size)"""
+                                          AND x.status = 'pending_review' AND x.id > v_after
+                                          AND x.id NOT IN (SELECT c.example_id FROM curation_reviewclaim c WHERE c.expires_at > p_now
+                                              AND c.reviewer_id <> p_reviewer GROUP BY c.example_id
+                                              HAVING count(*) >= COALESCE(v_required, 32767))
+                                          ORDER BY x.id LIMIT v_size)"""
 
 _REVIEWS_REQUIRED = ("COALESCE(v_required, NULLIF((SELECT d.reviews_required FROM curation_dataset d "
                      "WHERE d.id = e.dataset_id), 0), 1)")
@@ -69,23 +77,21 @@ DECLARE
     v_minutes integer;
     v_expires timestamptz;
     v_claim bigint;
-    v_live integer;
     v_example bigint;
     v_after bigint;
     v_window bigint[];
     v_pass integer;
     v_try integer;
-    v_first integer;
     v_size integer;
 BEGIN
     IF p_kind = 'dataset' THEN
-        SELECT COALESCE(NULLIF(d.reviews_required, 0), 1), d.claim_minutes, own.id, """ + _LIVE.format(own="own.id") + r"""
-        INTO v_required, v_minutes, v_claim, v_live
+        SELECT COALESCE(NULLIF(d.reviews_required, 0), 1), d.claim_minutes, own.id
+        INTO v_required, v_minutes, v_claim
         FROM curation_dataset d LEFT JOIN LATERAL """ + _OWN_CLAIM.format(column="dataset_id") + r""" own ON true
         WHERE d.id = p_scope;
     ELSE
-        SELECT d.claim_minutes, own.id, """ + _LIVE.format(own="own.id") + r"""
-        INTO v_minutes, v_claim, v_live
+        SELECT d.claim_minutes, own.id
+        INTO v_minutes, v_claim
         FROM curation_generationrun r LEFT JOIN curation_dataset d ON d.id = r.dataset_id
         LEFT JOIN LATERAL """ + _OWN_CLAIM.format(column="generation_run_id") + r""" own ON true
         WHERE r.id = p_scope;
@@ -104,8 +110,6 @@ BEGIN
     -- SKIP LOCKED passes over rows other reviewers are claiming at this instant, even when a slot would be
     -- left for this reviewer (overlap > 1) or their claim fails: when nothing was found but an example still shows
     -- a free slot, try again once those short claim transactions are over (a new statement sees their claims).
-    -- The first window: the examples others hold right now (they sit at the front), and some to spare.
-    v_first := LEAST(GREATEST(v_live + 16, 32), 256);
     <<tries>>
     FOR v_try IN 1..50 LOOP
         -- Candidates come in windows of pending ids, read from the pending-only partial index (example_pending_*_idx),
@@ -113,9 +117,8 @@ BEGIN
         -- planner walks the primary key past every example already reviewed. The filters then run on the window.
         FOR v_pass IN 0..1 LOOP  -- 0: not skipped by this reviewer; 1: skipped ones too, after everything else
             v_after := 0;
-            v_size := v_first;
+            v_size := 32;  -- free ids only: the first is usually taken; more windows if locks or skips pass them over
             LOOP
-                -- Ids only: an index-only scan of the partial index, whatever the statistics say.
                 IF p_kind = 'dataset' THEN
                     v_window := """ + _WINDOW.format(column="dataset_id") + r""";
                 ELSE
@@ -124,10 +127,6 @@ BEGIN
                 EXIT WHEN cardinality(v_window) = 0;
                 SELECT e.id INTO v_example FROM curation_example e
                 WHERE e.id = ANY (v_window) AND e.status = 'pending_review'
-                  -- At the front of a busy queue most rows are held by others: a hashed set of the examples whose
-                  -- slots others' live claims fill (built once per statement) rules them out before any per-row work.
-                  AND e.id NOT IN (SELECT c.example_id FROM curation_reviewclaim c WHERE c.expires_at > p_now
-                                   AND c.reviewer_id <> p_reviewer GROUP BY c.example_id HAVING count(*) >= COALESCE(v_required, 32767))
                   AND (SELECT count(*) FROM curation_reviewclaim c WHERE c.example_id = e.id AND c.expires_at > p_now
                        AND c.reviewer_id <> p_reviewer) + e.reviews_done < """ + _REVIEWS_REQUIRED + r"""
                   AND (e.reviews_done = 0 OR NOT EXISTS (SELECT 1 FROM curation_review r WHERE r.example_id = e.id AND r.reviewer_id = p_reviewer

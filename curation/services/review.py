@@ -154,8 +154,8 @@ def _claim_from_row(row, *, reviewer_id: int) -> ReviewClaim | None:
     return claim
 
 
-def _card_from_row(row) -> dict:
-    card = dict(zip(CARD_FIELDS, row[4:]))
+def _card_from_row(row, start: int = 4) -> dict:
+    card = dict(zip(CARD_FIELDS, row[start:]))
     if isinstance(card["judgment_votes"], str):  # Django leaves jsonb as text for the field to parse
         card["judgment_votes"] = json.loads(card["judgment_votes"])
     return card
@@ -201,10 +201,10 @@ def _kept_cursor(db):
     return kept
 
 
-def _by_token(key: str, now: datetime, function_call: str, params: list, *, lease: bool = False):
+def _by_token(key: str, now: datetime, function_call: str, params: list, *, columns: str = "f.*", lease: bool = False):
     db = connections[DEFAULT_DB_ALIAS]  # one lookup: each `connection.x` looks the connection up again
     token_sql, token_params = api_token_reviewer_writer_sql(key, now=now)
-    sql = (f"SELECT a.token_id, a.stale, a.user_id, {_lease_commit_sql(db) if lease else 'NULL'}, f.* "
+    sql = (f"SELECT a.token_id, a.stale, a.user_id, {_lease_commit_sql(db) if lease else 'NULL'}, {columns} "
            f"FROM ({token_sql}) a CROSS JOIN LATERAL {function_call} f")
     if db.queries_logged:  # DEBUG, or a test capturing queries: through Django's cursor, which records them
         with db.cursor() as cur:
@@ -227,11 +227,18 @@ def review_claim_next_by_token(*, key: str, scope: ReviewScope, now: datetime | 
     """review_claim_next for the owner of an API token: a TokenClaim, None when nothing is left, or DECLINED."""
     now = now or timezone.now()
     found = _by_token(key, now, "limrank_review_claim_next(a.user_id, %s, %s, %s, %s)",
-                      [scope.kind, scope.pk, now, DEFAULT_CLAIM_MINUTES], lease=True)
+                      [scope.kind, scope.pk, now, DEFAULT_CLAIM_MINUTES], columns=_TOKEN_CLAIM_COLUMNS, lease=True)
     if found is None or found[1][0] == "no_scope":
         return DECLINED
     row = found[1]
-    return None if row[0] == "empty" else TokenClaim(card=_card_from_row(row), expires_at=row[3])
+    return None if row[0] == "empty" else TokenClaim(card=_card_from_row(row, start=2), expires_at=row[1])
+
+
+# What the token's "next" reads of limrank_review_claim_next's answer: no claim id nor claim time (each column read
+# is converted on every request), the card in CARD_FIELDS' order.
+_TOKEN_CLAIM_COLUMNS = ("f.outcome, f.expires_at, f.example_id, f.dataset_id, f.query, f.instruction, f.persona, f.variant, "
+                        "f.domain, f.passage_title, f.passage, f.intended_label, f.reasoner_judgment, f.judgment_votes, "
+                        "f.reasoning_trace, f.origin")
 
 
 def review_submit_by_token(*, key: str, example: int, decision: str, reason: str = "", reason_code: int | None = None,
