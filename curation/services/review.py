@@ -22,6 +22,7 @@ from curation.models import Dataset, Example, ExampleRevision, GeneratedQuery, P
 from curation.selectors.review import (
     CARD_FIELDS, DEFAULT_CLAIM_MINUTES, REJECT_REASONS, ReviewScope, claim_is_skip, review_others_holding, review_required_for,
 )
+from curation.services import libpq_prepared as libpq
 from curation.services.tokens import api_token_touch
 from limrank_app.api.authentication import api_token_reviewer_writer_sql
 from limrank_app.roles import user_is_admin, user_is_reviewer
@@ -128,7 +129,7 @@ def _lease_commit_sql(db) -> str:
     WAL flush (set_config(..., true) is SET LOCAL: that transaction only). A crash in the fraction of a second before
     the flush loses the claim, never a review: "next" claims again, and a submit's synchronous commit flushes every
     WAL record before its own. Inside a caller's transaction the commit stays synchronous: its other writes decide."""
-    return "NULL" if db.in_atomic_block else "set_config('synchronous_commit', 'off', true)"
+    return "set_config('synchronous_commit', 'off', true)" if db.get_autocommit() else "NULL"
 
 
 def _claim_next_pg(*, reviewer, scope: ReviewScope, now: datetime) -> ReviewClaim | None:
@@ -189,32 +190,23 @@ class TokenReview(NamedTuple):
     example_status: str
 
 
-def _kept_cursor(db):
-    """A psycopg cursor kept with the database connection for the statements of the hot path. Django's cursor wrapper,
-    built anew for every statement, cost a third of the client's side of a claim (measured in-process, bench/RESULTS.md);
-    its error translation is kept by the caller (wrap_database_errors)."""
-    db.ensure_connection()
-    raw = db.connection
-    kept = getattr(db, "_limrank_kept_cursor", None)
-    if kept is None or kept.connection is not raw or kept.closed:
-        kept = db._limrank_kept_cursor = raw.cursor()
-    return kept
+_TOKEN_TEXT = (libpq.as_int, libpq.as_bool, libpq.as_int, libpq.as_str)  # token_id, stale, user_id, lease
 
 
-def _by_token(key: str, now: datetime, function_call: str, params: list, *, columns: str = "f.*", lease: bool = False):
+def _by_token(key: str, now: datetime, function_call: str, params: list, *, text_columns, columns: str = "f.*",
+              lease: bool = False):
     db = connections[DEFAULT_DB_ALIAS]  # one lookup: each `connection.x` looks the connection up again
     token_sql, token_params = api_token_reviewer_writer_sql(key, now=now)
     sql = (f"SELECT a.token_id, a.stale, a.user_id, {_lease_commit_sql(db) if lease else 'NULL'}, {columns} "
            f"FROM ({token_sql}) a CROSS JOIN LATERAL {function_call} f")
-    if db.queries_logged:  # DEBUG, or a test capturing queries: through Django's cursor, which records them
+    if db.queries_logged or not db.get_autocommit():  # recorded (DEBUG, tests), or part of a caller's transaction
         with db.cursor() as cur:
             cur.execute(sql, token_params + params)
             row = cur.fetchone()
-    else:
+    else:  # a transaction of its own: straight through libpq (curation.services.libpq_prepared says why)
         with db.wrap_database_errors:
-            cur = _kept_cursor(db)
-            cur.execute(sql, token_params + params)
-            row = cur.fetchone()
+            values = libpq.libpq_fetchone(db, sql, token_params + params)
+        row = None if values is None else libpq.text_row(values, _TOKEN_TEXT + text_columns)
     if row is None:
         return None
     token_id, stale, user_id = row[:3]
@@ -227,7 +219,8 @@ def review_claim_next_by_token(*, key: str, scope: ReviewScope, now: datetime | 
     """review_claim_next for the owner of an API token: a TokenClaim, None when nothing is left, or DECLINED."""
     now = now or timezone.now()
     found = _by_token(key, now, "limrank_review_claim_next(a.user_id, %s, %s, %s, %s)",
-                      [scope.kind, scope.pk, now, DEFAULT_CLAIM_MINUTES], columns=_TOKEN_CLAIM_COLUMNS, lease=True)
+                      [scope.kind, scope.pk, now, DEFAULT_CLAIM_MINUTES], columns=_TOKEN_CLAIM_COLUMNS,
+                      text_columns=_TOKEN_CLAIM_TEXT, lease=True)
     if found is None or found[1][0] == "no_scope":
         return DECLINED
     row = found[1]
@@ -239,6 +232,9 @@ def review_claim_next_by_token(*, key: str, scope: ReviewScope, now: datetime | 
 _TOKEN_CLAIM_COLUMNS = ("f.outcome, f.expires_at, f.example_id, f.dataset_id, f.query, f.instruction, f.persona, f.variant, "
                         "f.domain, f.passage_title, f.passage, f.intended_label, f.reasoner_judgment, f.judgment_votes, "
                         "f.reasoning_trace, f.origin")
+_TOKEN_CLAIM_TEXT = (libpq.as_str, libpq.as_datetime, libpq.as_int, libpq.as_int, *[libpq.as_str] * 7, libpq.as_bool,
+                     libpq.as_bool, libpq.as_str, libpq.as_str, libpq.as_str)  # votes: jsonb's text, as Django reads it
+_TOKEN_SUBMIT_TEXT = (libpq.as_str, libpq.as_int, libpq.as_float, libpq.as_str)
 
 
 def review_submit_by_token(*, key: str, example: int, decision: str, reason: str = "", reason_code: int | None = None,
@@ -248,7 +244,7 @@ def review_submit_by_token(*, key: str, example: int, decision: str, reason: str
     now = now or timezone.now()
     decision, reason, reason_code, seconds_spent = _submit_values(decision, reason, reason_code, seconds_spent)
     found = _by_token(key, now, "limrank_review_submit(a.user_id, %s, %s, %s, %s, %s, %s)",
-                      [example, decision, reason, reason_code, seconds_spent, now])
+                      [example, decision, reason, reason_code, seconds_spent, now], text_columns=_TOKEN_SUBMIT_TEXT)
     if found is None or found[1][0] != "ok":
         return DECLINED
     _, review_id, seconds, status = found[1]

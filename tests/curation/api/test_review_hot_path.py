@@ -128,10 +128,12 @@ def _full_path_only(monkeypatch):
         monkeypatch.setattr(view, "token_post", lambda self, key, data: None)
 
 
-@pytest.mark.skipif(connection.vendor != "postgresql", reason="the one-statement path is PostgreSQL's")
-def test_postgresql_token_path_answers_byte_for_byte_as_the_full_path(client, reviewer_user, monkeypatch):
+def _token_vs_full_path(client, reviewer_user, monkeypatch, *, count_queries: bool):
     # The same request in the same state, once through the one-statement path, once through DRF's full cycle.
     ds, [ex] = factories.review_dataset(n=1)
+    # Text a driver could get wrong: escapes, quotes, non-ASCII, a null judgment, votes in jsonb.
+    Example.objects.filter(pk=ex.pk).update(reasoning_trace='Tab\there, "quoted", \\ é 😀\nsecond line',
+                                            reasoner_judgment=None, judgment_votes=[True, False, {"model": "r1"}])
     auth = _auth(reviewer_user)
     fixed = timezone.now()
     answers = {}
@@ -139,9 +141,12 @@ def test_postgresql_token_path_answers_byte_for_byte_as_the_full_path(client, re
     for path in ("token", "full"):
         if path == "full":
             _full_path_only(monkeypatch)
-        with CaptureQueriesContext(connection) as ctx:
+        if count_queries:
+            with CaptureQueriesContext(connection) as ctx:
+                nxt = client.post(reverse("api-review-next"), {"dataset": ds.pk}, **JSON, **auth)
+            assert len(ctx.captured_queries) == (1 if path == "token" else 2)
+        else:
             nxt = client.post(reverse("api-review-next"), {"dataset": ds.pk}, **JSON, **auth)
-        assert len(ctx.captured_queries) == (1 if path == "token" else 2)
         sub = client.post(reverse("api-review-submit"), {"example": ex.pk, "decision": "reject", "reason_code": 2,
                                                          "seconds_spent": 1.5}, **JSON, **auth)
         empty = client.post(reverse("api-review-next"), {"dataset": ds.pk}, **JSON, **auth)
@@ -159,6 +164,37 @@ def test_postgresql_token_path_answers_byte_for_byte_as_the_full_path(client, re
     assert tok[2][2] == full[2][2]  # the submit's headers (its body is compared with DRF's rendering above)
     tok[2][1].pop("id"), full[2][1].pop("id")
     assert tok[2][1] == full[2][1]
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="the one-statement path is PostgreSQL's")
+def test_postgresql_token_path_answers_byte_for_byte_as_the_full_path(client, reviewer_user, monkeypatch):
+    _token_vs_full_path(client, reviewer_user, monkeypatch, count_queries=True)
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="the one-statement path is PostgreSQL's")
+@pytest.mark.django_db(transaction=True)
+def test_postgresql_libpq_path_answers_byte_for_byte_as_the_full_path(client, reviewer_user, monkeypatch):
+    # Outside a transaction, as requests run, the statements go through libpq in text form (services.libpq_prepared).
+    _token_vs_full_path(client, reviewer_user, monkeypatch, count_queries=False)
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="the one-statement path is PostgreSQL's")
+@pytest.mark.django_db(transaction=True)
+def test_postgresql_libpq_path_prepares_once_per_connection_and_again_when_deallocated(reviewer_user):
+    ds, examples = factories.review_dataset(n=3)
+    key = api_token_create(user=reviewer_user, name="t", scope="write")[1]
+    scope = ReviewScope(dataset_id=ds.pk)
+    claim = svc.review_claim_next_by_token(key=key, scope=scope)
+    review = svc.review_submit_by_token(key=key, example=claim.card["id"], decision="approve", seconds_spent=2)
+    assert isinstance(review.id, int) and review.seconds_spent == 2.0 and review.example_status == "approved"
+    with connection.cursor() as cur:
+        cur.execute("SELECT name FROM pg_prepared_statements WHERE name LIKE 'limrank_%%'")
+        assert len(cur.fetchall()) == 2  # claim and submit, each prepared once
+        cur.execute("DEALLOCATE ALL")  # as a pooler's reset would
+    again = svc.review_claim_next_by_token(key=key, scope=scope)
+    assert again.card["id"] == examples[1].pk and again.expires_at > claim.expires_at
+    connection.close()  # a new connection prepares its own
+    assert svc.review_claim_next_by_token(key=key, scope=scope).card["id"] == examples[1].pk
 
 
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="the one-statement path is PostgreSQL's")
