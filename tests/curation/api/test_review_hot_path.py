@@ -343,3 +343,18 @@ def test_postgresql_claim_waits_out_a_row_another_reviewer_is_claiming():
     holder.join(10)
     assert claim is not None and claim.example_id == ex.pk
     assert time.monotonic() - started >= 0.15  # it did wait for the other transaction
+
+
+@pytest.mark.parametrize("zone", ["UTC", "Europe/Berlin", "Asia/Kolkata"])
+def test_datetime_out_is_drf_s_representation(zone):
+    from datetime import datetime, timezone as dt_timezone
+    from zoneinfo import ZoneInfo
+
+    from rest_framework import serializers
+
+    field = serializers.DateTimeField()
+    values = [datetime(2026, 12, 2, 6, 35, 42, 743200, tzinfo=dt_timezone.utc), datetime(2026, 1, 1, tzinfo=dt_timezone.utc),
+              datetime(2026, 7, 1, 12, 0, 0, 5, tzinfo=ZoneInfo("America/New_York"))]
+    with timezone.override(ZoneInfo(zone)):
+        for value in values:
+            assert api._datetime_out(value) == field.to_representation(value)
