@@ -60,6 +60,15 @@ _WINDOW = """ARRAY(SELECT x.id FROM curation_example x WHERE x.{column} = p_scop
 _REVIEWS_REQUIRED = ("COALESCE(v_required, NULLIF((SELECT d.reviews_required FROM curation_dataset d "
                      "WHERE d.id = e.dataset_id), 0), 1)")
 
+# "Anything left for this reviewer?": an example in the scope with a free slot they have not reviewed.
+_ANY_FREE_SLOT = """1 FROM curation_example e
+            WHERE e.{column} = p_scope AND e.status = 'pending_review'
+              AND (SELECT count(*) FROM curation_reviewclaim c WHERE c.example_id = e.id AND c.expires_at > p_now
+                   AND c.reviewer_id <> p_reviewer) + e.reviews_done < """ + _REVIEWS_REQUIRED + """
+              AND (e.reviews_done = 0 OR NOT EXISTS (SELECT 1 FROM curation_review r WHERE r.example_id = e.id AND r.reviewer_id = p_reviewer
+                              AND NOT r.undone AND NOT r.is_adjudication OFFSET 0))
+            LIMIT 1"""
+
 CLAIM_NEXT = r"""
 CREATE OR REPLACE FUNCTION limrank_review_claim_next(
     p_reviewer bigint, p_kind text, p_scope bigint, p_now timestamptz, p_default_minutes integer)
@@ -157,21 +166,9 @@ BEGIN
             END LOOP;
         END LOOP;
         IF p_kind = 'dataset' THEN
-            PERFORM 1 FROM curation_example e
-            WHERE e.dataset_id = p_scope AND e.status = 'pending_review'
-              AND (SELECT count(*) FROM curation_reviewclaim c WHERE c.example_id = e.id AND c.expires_at > p_now
-                   AND c.reviewer_id <> p_reviewer) + e.reviews_done < v_required
-              AND (e.reviews_done = 0 OR NOT EXISTS (SELECT 1 FROM curation_review r WHERE r.example_id = e.id AND r.reviewer_id = p_reviewer
-                              AND NOT r.undone AND NOT r.is_adjudication OFFSET 0))
-            LIMIT 1;
+            PERFORM """ + _ANY_FREE_SLOT.format(column="dataset_id") + r""";
         ELSE
-            PERFORM 1 FROM curation_example e
-            WHERE e.generation_run_id = p_scope AND e.status = 'pending_review'
-              AND (SELECT count(*) FROM curation_reviewclaim c WHERE c.example_id = e.id AND c.expires_at > p_now
-                   AND c.reviewer_id <> p_reviewer) + e.reviews_done < """ + _REVIEWS_REQUIRED + r"""
-              AND (e.reviews_done = 0 OR NOT EXISTS (SELECT 1 FROM curation_review r WHERE r.example_id = e.id AND r.reviewer_id = p_reviewer
-                              AND NOT r.undone AND NOT r.is_adjudication OFFSET 0))
-            LIMIT 1;
+            PERFORM """ + _ANY_FREE_SLOT.format(column="generation_run_id") + r""";
         END IF;
         EXIT tries WHEN NOT FOUND;  -- nothing left for this reviewer
         PERFORM pg_sleep(0.001 * v_try);

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timedelta
+from functools import cache
 from typing import NamedTuple
 
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -24,7 +25,7 @@ from curation.selectors.review import (
 )
 from curation.services import libpq_prepared as libpq
 from curation.services.tokens import api_token_touch
-from limrank_app.api.authentication import api_token_reviewer_writer_sql
+from limrank_app.api.authentication import api_token_reviewer_writer_params, api_token_reviewer_writer_sql_text
 from limrank_app.roles import user_is_admin, user_is_reviewer
 
 
@@ -124,18 +125,18 @@ def review_claim_next(*, reviewer, scope: ReviewScope, now: datetime | None = No
     return None
 
 
-def _lease_commit_sql(db) -> str:
+def _lease_commit_sql(own_transaction: bool) -> str:
     """A claim is a lease that expires: where the claim is a transaction of its own, its commit need not wait for the
     WAL flush (set_config(..., true) is SET LOCAL: that transaction only). A crash in the fraction of a second before
     the flush loses the claim, never a review: "next" claims again, and a submit's synchronous commit flushes every
     WAL record before its own. Inside a caller's transaction the commit stays synchronous: its other writes decide."""
-    return "set_config('synchronous_commit', 'off', true)" if db.get_autocommit() else "NULL"
+    return "set_config('synchronous_commit', 'off', true)" if own_transaction else "NULL"
 
 
 def _claim_next_pg(*, reviewer, scope: ReviewScope, now: datetime) -> ReviewClaim | None:
     """PostgreSQL: the same steps in one round trip (migration 0003's function), the example's card included."""
     with connection.cursor() as cur:
-        cur.execute(f"SELECT {_lease_commit_sql(connection)}, f.* FROM limrank_review_claim_next(%s, %s, %s, %s, %s) f",
+        cur.execute(f"SELECT {_lease_commit_sql(connection.get_autocommit())}, f.* FROM limrank_review_claim_next(%s, %s, %s, %s, %s) f",
                     [reviewer.pk, scope.kind, scope.pk, now, DEFAULT_CLAIM_MINUTES])
         row = cur.fetchone()[1:]
     if row[0] == "no_scope":
@@ -190,51 +191,59 @@ class TokenReview(NamedTuple):
     example_status: str
 
 
-_TOKEN_TEXT = (libpq.as_int, libpq.as_bool, libpq.as_int, libpq.as_str)  # token_id, stale, user_id, lease
+@cache
+def _token_action_sql(function_call: str, columns: tuple, lease_sql: str) -> str:
+    """The token's subquery joined to the action; built once per action (the hot path only looks it up)."""
+    return (f"SELECT a.token_id, a.stale, a.user_id, {lease_sql}, {', '.join(f'f.{name}' for name, _ in columns)} "
+            f"FROM ({api_token_reviewer_writer_sql_text()}) a CROSS JOIN LATERAL {function_call} f")
 
 
-def _by_token(key: str, now: datetime, function_call: str, params: list, *, text_columns, columns: str = "f.*",
-              lease: bool = False):
+@cache
+def _text_converters(columns: tuple) -> tuple:
+    return _TOKEN_COLUMNS + tuple(convert for _, convert in columns)
+
+
+# The function's columns each hot statement reads, and how the libpq path converts their text.
+_TOKEN_COLUMNS = (libpq.as_int, libpq.as_bool, libpq.as_int, libpq.as_str)  # token_id, stale, user_id, lease
+_CARD_COLUMNS = {"id": ("example_id", libpq.as_int), "dataset": ("dataset_id", libpq.as_int),
+                 "intended_label": ("intended_label", libpq.as_bool),
+                 "reasoner_judgment": ("reasoner_judgment", libpq.as_bool)}  # the rest: text of the same name
+_CLAIM_COLUMNS = (("outcome", libpq.as_str), ("expires_at", libpq.as_datetime),  # no claim id nor claim time
+                  *(_CARD_COLUMNS.get(name, (name, libpq.as_str)) for name in CARD_FIELDS))  # jsonb votes: text, as Django
+_SUBMIT_COLUMNS = (("outcome", libpq.as_str), ("review_id", libpq.as_int), ("seconds_spent", libpq.as_float),
+                   ("example_status", libpq.as_str))
+
+
+def _by_token(key: str, now: datetime, function_call: str, params: list, *, columns, lease: bool = False):
+    """The action's row (`columns` of the function's answer) for a token that admits it, else None."""
     db = connections[DEFAULT_DB_ALIAS]  # one lookup: each `connection.x` looks the connection up again
-    token_sql, token_params = api_token_reviewer_writer_sql(key, now=now)
-    sql = (f"SELECT a.token_id, a.stale, a.user_id, {_lease_commit_sql(db) if lease else 'NULL'}, {columns} "
-           f"FROM ({token_sql}) a CROSS JOIN LATERAL {function_call} f")
-    if db.queries_logged or not db.get_autocommit():  # recorded (DEBUG, tests), or part of a caller's transaction
+    own_transaction = db.get_autocommit()
+    sql = _token_action_sql(function_call, columns, _lease_commit_sql(own_transaction) if lease else "NULL")
+    params = api_token_reviewer_writer_params(key, now=now) + params
+    if db.queries_logged or not own_transaction:  # recorded (DEBUG, tests), or part of a caller's transaction
         with db.cursor() as cur:
-            cur.execute(sql, token_params + params)
+            cur.execute(sql, params)
             row = cur.fetchone()
     else:  # a transaction of its own: straight through libpq (curation.services.libpq_prepared says why)
         with db.wrap_database_errors:
-            values = libpq.libpq_fetchone(db, sql, token_params + params)
-        row = None if values is None else libpq.text_row(values, _TOKEN_TEXT + text_columns)
+            values = libpq.libpq_fetchone(db, sql, params)
+        row = None if values is None else libpq.text_row(values, _text_converters(columns))
     if row is None:
         return None
-    token_id, stale, user_id = row[:3]
+    token_id, stale = row[:2]
     if stale:  # last_used_at at most once a minute, as ApiTokenAuthentication does
         api_token_touch(token_id=token_id, now=now)
-    return user_id, row[4:]
+    return row[4:]
 
 
 def review_claim_next_by_token(*, key: str, scope: ReviewScope, now: datetime | None = None):
     """review_claim_next for the owner of an API token: a TokenClaim, None when nothing is left, or DECLINED."""
     now = now or timezone.now()
-    found = _by_token(key, now, "limrank_review_claim_next(a.user_id, %s, %s, %s, %s)",
-                      [scope.kind, scope.pk, now, DEFAULT_CLAIM_MINUTES], columns=_TOKEN_CLAIM_COLUMNS,
-                      text_columns=_TOKEN_CLAIM_TEXT, lease=True)
-    if found is None or found[1][0] == "no_scope":
+    row = _by_token(key, now, "limrank_review_claim_next(a.user_id, %s, %s, %s, %s)",
+                    [scope.kind, scope.pk, now, DEFAULT_CLAIM_MINUTES], columns=_CLAIM_COLUMNS, lease=True)
+    if row is None or row[0] == "no_scope":
         return DECLINED
-    row = found[1]
     return None if row[0] == "empty" else TokenClaim(card=_card_from_row(row, start=2), expires_at=row[1])
-
-
-# What the token's "next" reads of limrank_review_claim_next's answer: no claim id nor claim time (each column read
-# is converted on every request), the card in CARD_FIELDS' order.
-_TOKEN_CLAIM_COLUMNS = ("f.outcome, f.expires_at, f.example_id, f.dataset_id, f.query, f.instruction, f.persona, f.variant, "
-                        "f.domain, f.passage_title, f.passage, f.intended_label, f.reasoner_judgment, f.judgment_votes, "
-                        "f.reasoning_trace, f.origin")
-_TOKEN_CLAIM_TEXT = (libpq.as_str, libpq.as_datetime, libpq.as_int, libpq.as_int, *[libpq.as_str] * 7, libpq.as_bool,
-                     libpq.as_bool, libpq.as_str, libpq.as_str, libpq.as_str)  # votes: jsonb's text, as Django reads it
-_TOKEN_SUBMIT_TEXT = (libpq.as_str, libpq.as_int, libpq.as_float, libpq.as_str)
 
 
 def review_submit_by_token(*, key: str, example: int, decision: str, reason: str = "", reason_code: int | None = None,
@@ -243,11 +252,11 @@ def review_submit_by_token(*, key: str, example: int, decision: str, reason: str
     Invalid values raise ValidationError as review_submit does."""
     now = now or timezone.now()
     decision, reason, reason_code, seconds_spent = _submit_values(decision, reason, reason_code, seconds_spent)
-    found = _by_token(key, now, "limrank_review_submit(a.user_id, %s, %s, %s, %s, %s, %s)",
-                      [example, decision, reason, reason_code, seconds_spent, now], text_columns=_TOKEN_SUBMIT_TEXT)
-    if found is None or found[1][0] != "ok":
+    row = _by_token(key, now, "limrank_review_submit(a.user_id, %s, %s, %s, %s, %s, %s)",
+                    [example, decision, reason, reason_code, seconds_spent, now], columns=_SUBMIT_COLUMNS)
+    if row is None or row[0] != "ok":
         return DECLINED
-    _, review_id, seconds, status = found[1]
+    _, review_id, seconds, status = row
     return TokenReview(id=review_id, example_id=example, decision=decision, reason=reason, reason_code=reason_code,
                        seconds_spent=seconds, created_at=now, example_status=status)
 

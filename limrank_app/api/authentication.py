@@ -65,15 +65,20 @@ def _reviewer_writer_sql() -> str:
     )
 
 
-def api_token_reviewer_writer_sql(key: str, *, now) -> tuple[str, list]:
+def api_token_reviewer_writer_sql_text() -> str:
     """A subquery (token_id, user_id, stale) with one row when the key is a live read-write token of an active
     reviewer or admin — exactly whom ApiTokenAuthentication + IsReviewer let write (a test walks the cases) — and
-    none otherwise. The review queue's hot endpoints join their action to it: authentication and action in one
-    statement; a request it does not admit takes the full DRF path, which answers why."""
+    none otherwise; its parameters come from api_token_reviewer_writer_params. The review queue's hot endpoints join
+    their action to it: authentication and action in one statement; a request it does not admit takes the full DRF
+    path, which answers why."""
+    return _reviewer_writer_sql()
+
+
+def api_token_reviewer_writer_params(key: str, *, now) -> list:
     from curation.services.tokens import token_hash
 
     touched_before = connection.ops.adapt_datetimefield_value(now - timedelta(seconds=TOUCH_EVERY_S))
-    return _reviewer_writer_sql(), [touched_before, token_hash(key), REVIEWER, ADMIN]
+    return [touched_before, token_hash(key), REVIEWER, ADMIN]
 
 
 def bearer_key(request) -> str | None:
