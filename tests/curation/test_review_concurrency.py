@@ -96,3 +96,43 @@ def test_concurrent_reviewers_on_sqlite(settings):
         pytest.skip("the SQLite fallback")
     settings.PASSWORD_HASHERS = FAST_HASHER
     _race(n_reviewers=8, n_examples=10, required=2)
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("required", [1, 2])
+def test_the_same_submit_twice_at_once_stores_one_review(settings, required):
+    # A double click, or two tabs: both submits reach the lock at once. The first writes in the lock's statement
+    # (migration 0009); the second, granted the lock after it, reads the row as the first left it and is refused.
+    if connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL (set DATABASE_URL)")
+    from curation.services.tokens import api_token_create
+
+    settings.PASSWORD_HASHERS = FAST_HASHER
+    ds, [ex] = factories.review_dataset(n=1, reviews_required=required)
+    reviewer = factories.reviewer()
+    key = api_token_create(user=reviewer, name="t", scope="write")[1]
+    assert svc.review_claim_next_by_token(key=key, scope=ReviewScope(dataset_id=ds.pk)).card["id"] == ex.pk
+    for _ in range(5):  # five races, each with a fresh claim
+        barrier, answers = threading.Barrier(2), []
+
+        def tab():
+            try:
+                barrier.wait(timeout=60)
+                answers.append(svc.review_submit_by_token(key=key, example=ex.pk, decision="approve"))
+            finally:
+                connection.close()
+
+        threads = [threading.Thread(target=tab) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+        assert len(answers) == 2 and sum(a is svc.DECLINED for a in answers) == 1, answers
+        assert Review.objects.filter(example=ex, reviewer=reviewer, undone=False).count() == 1
+        assert ReviewClaim.objects.count() == 0
+        ex.refresh_from_db()
+        assert ex.reviews_done == 1 and ex.status == ("approved" if required == 1 else "pending_review")
+        Review.objects.filter(example=ex).delete()
+        Example.objects.filter(pk=ex.pk).update(reviews_done=0, status="pending_review")
+        assert svc.review_claim_next_by_token(key=key, scope=ReviewScope(dataset_id=ds.pk)).card["id"] == ex.pk

@@ -31,6 +31,18 @@ def test_claim_holds_a_slot_and_resumes():
     assert ReviewClaim.objects.filter(reviewer=rita).count() == 1
 
 
+def test_deleting_an_example_or_a_reviewer_deletes_their_claims():
+    # A claim's foreign keys have no constraint in the database (migration 0010): Django's cascade removes them.
+    ds, examples = factories.review_dataset(n=2)
+    rita, sam = factories.reviewer(), factories.reviewer()
+    held = svc.review_claim_next(reviewer=rita, scope=scope(ds))
+    other = svc.review_claim_next(reviewer=sam, scope=scope(ds))
+    Example.objects.filter(pk=held.example_id).delete()
+    assert list(ReviewClaim.objects.values_list("pk", flat=True)) == [other.pk]
+    sam.delete()
+    assert not ReviewClaim.objects.exists()
+
+
 def test_one_slot_goes_to_one_reviewer():
     ds, examples = factories.review_dataset(n=2, reviews_required=1)
     a, b, c = factories.reviewer(), factories.reviewer(), factories.reviewer()

@@ -289,6 +289,26 @@ def test_postgresql_queue_moves_past_a_window_of_held_examples(reviewer_user):
     assert svc.review_claim_next(reviewer=reviewer_user, scope=ReviewScope(dataset=ds)).example_id == examples[271].pk
 
 
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL's queue function")
+def test_postgresql_queue_moves_past_a_first_window_of_own_skips(reviewer_user):
+    # The first window (32 ids) is read inside the candidate's statement (migration 0009). When every example in it is
+    # one the reviewer skipped, that window is read again on its own and the claim comes from the next one; the
+    # skipped examples come back only once nothing else is left.
+    ds, examples = factories.review_dataset(n=45)
+    skipped_at = timezone.now() - timedelta(minutes=1)
+    ReviewClaim.objects.bulk_create([ReviewClaim(example=ex, reviewer=reviewer_user, claimed_at=skipped_at,
+                                                 expires_at=skipped_at) for ex in examples[:40]])
+    ReviewClaim.objects.filter(reviewer=reviewer_user).update(claimed_at=skipped_at)  # auto_now_add set it to now
+    key = api_token_create(user=reviewer_user, name="t", scope="write")[1]
+    scope = ReviewScope(dataset_id=ds.pk)
+    got = []
+    for _ in range(6):
+        claim = svc.review_claim_next_by_token(key=key, scope=scope)
+        got.append(claim.card["id"])
+        assert svc.review_submit_by_token(key=key, example=claim.card["id"], decision="approve") is not svc.DECLINED
+    assert got == [ex.pk for ex in examples[40:45]] + [examples[0].pk]
+
+
 def test_token_lookup_loads_the_user_it_names(reviewer_user, admin_user):
     from curation.services.tokens import api_token_revoke, token_hash
     from limrank_app.api.authentication import api_token_lookup
