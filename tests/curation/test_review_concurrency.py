@@ -102,8 +102,8 @@ def test_concurrent_reviewers_on_sqlite(settings):
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("required", [1, 2])
 def test_the_same_submit_twice_at_once_stores_one_review(settings, required):
-    # A double click, or two tabs: both submits reach the lock at once. The first writes in the lock's statement
-    # (migration 0009); the second, granted the lock after it, reads the row as the first left it and is refused.
+    # A double click, or two tabs: both submits reach the example's row lock at once. The second, granted the lock
+    # after the first committed, reads the row and the claim as the first left them and is refused.
     if connection.vendor != "postgresql":
         pytest.skip("needs PostgreSQL (set DATABASE_URL)")
     from curation.services.tokens import api_token_create

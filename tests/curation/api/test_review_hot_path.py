@@ -291,9 +291,8 @@ def test_postgresql_queue_moves_past_a_window_of_held_examples(reviewer_user):
 
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL's queue function")
 def test_postgresql_queue_moves_past_a_first_window_of_own_skips(reviewer_user):
-    # The first window (32 ids) is read inside the candidate's statement (migration 0009). When every example in it is
-    # one the reviewer skipped, that window is read again on its own and the claim comes from the next one; the
-    # skipped examples come back only once nothing else is left.
+    # The first window (32 ids) holds only examples the reviewer skipped: the claim comes from the next window, and
+    # the skipped examples come back only once nothing else is left.
     ds, examples = factories.review_dataset(n=45)
     skipped_at = timezone.now() - timedelta(minutes=1)
     ReviewClaim.objects.bulk_create([ReviewClaim(example=ex, reviewer=reviewer_user, claimed_at=skipped_at,

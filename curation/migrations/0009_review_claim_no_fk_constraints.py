@@ -1,5 +1,6 @@
 """A review claim's foreign keys without constraints in the database (see ReviewClaim): each claim's commit ran two
-constraint checks, one of them a row lock on the reviewer's user written to the WAL. Django still cascades deletes."""
+constraint checks, one of them a row lock on the reviewer's user written to the WAL; ~6% of PostgreSQL's CPU per
+claim + submit (one connection, alternating blocks). Django still cascades deletes."""
 
 import django.db.models.deletion
 from django.conf import settings
@@ -9,7 +10,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('curation', '0009_review_even_fewer_statements'),
+        ('curation', '0008_review_fewer_statements'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
