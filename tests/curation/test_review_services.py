@@ -32,7 +32,7 @@ def test_claim_holds_a_slot_and_resumes():
 
 
 def test_deleting_an_example_or_a_reviewer_deletes_their_claims():
-    # A claim's foreign keys have no constraint in the database (migration 0010): Django's cascade removes them.
+    # A claim's foreign keys have no constraint in the database (migration 0009): Django's cascade removes them.
     ds, examples = factories.review_dataset(n=2)
     rita, sam = factories.reviewer(), factories.reviewer()
     held = svc.review_claim_next(reviewer=rita, scope=scope(ds))
