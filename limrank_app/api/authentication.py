@@ -54,7 +54,12 @@ def _lookup_sql() -> str:
 
 
 @cache
-def _reviewer_writer_sql() -> str:
+def api_token_reviewer_writer_sql_text() -> str:
+    """A subquery (token_id, user_id, stale) with one row when the key is a live read-write token of an active
+    reviewer or admin — exactly whom ApiTokenAuthentication + IsReviewer let write (a test walks the cases) — and
+    none otherwise; its parameters come from api_token_reviewer_writer_params. The review queue's hot endpoints join
+    their action to it: authentication and action in one statement; a request it does not admit takes the full DRF
+    path, which answers why."""
     from curation.models import ApiToken
 
     token_col, user_col, member, tables, stale = _sql_parts()
@@ -63,15 +68,6 @@ def _reviewer_writer_sql() -> str:
         f"WHERE t.key_hash = %s AND {token_col('revoked_at')} IS NULL AND {user_col('is_active')} "
         f"AND {token_col('scope')} = '{ApiToken.Scope.WRITE}' AND ({user_col('is_superuser')} OR {member(2)})"
     )
-
-
-def api_token_reviewer_writer_sql_text() -> str:
-    """A subquery (token_id, user_id, stale) with one row when the key is a live read-write token of an active
-    reviewer or admin — exactly whom ApiTokenAuthentication + IsReviewer let write (a test walks the cases) — and
-    none otherwise; its parameters come from api_token_reviewer_writer_params. The review queue's hot endpoints join
-    their action to it: authentication and action in one statement; a request it does not admit takes the full DRF
-    path, which answers why."""
-    return _reviewer_writer_sql()
 
 
 def api_token_reviewer_writer_params(key: str, *, now) -> list:

@@ -295,9 +295,9 @@ def test_postgresql_queue_moves_past_a_first_window_of_own_skips(reviewer_user):
     # the skipped examples come back only once nothing else is left.
     ds, examples = factories.review_dataset(n=45)
     skipped_at = timezone.now() - timedelta(minutes=1)
-    ReviewClaim.objects.bulk_create([ReviewClaim(example=ex, reviewer=reviewer_user, claimed_at=skipped_at,
-                                                 expires_at=skipped_at) for ex in examples[:40]])
-    ReviewClaim.objects.filter(reviewer=reviewer_user).update(claimed_at=skipped_at)  # auto_now_add set it to now
+    ReviewClaim.objects.bulk_create([ReviewClaim(example=ex, reviewer=reviewer_user, expires_at=skipped_at)
+                                     for ex in examples[:40]])
+    ReviewClaim.objects.filter(reviewer=reviewer_user).update(claimed_at=skipped_at)  # auto_now_add sets it to now
     key = api_token_create(user=reviewer_user, name="t", scope="write")[1]
     scope = ReviewScope(dataset_id=ds.pk)
     got = []
