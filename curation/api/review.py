@@ -3,14 +3,16 @@ Thin views: an input serializer validates, a service acts, an output serializer 
 from __future__ import annotations
 
 import json
+from functools import cache
 
 from django.core.exceptions import ObjectDoesNotExist, ValidationError as DjangoValidationError
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connections
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import ISO_8601, serializers, status
+from rest_framework.compat import LONG_SEPARATORS, SHORT_SEPARATORS
 from rest_framework.exceptions import NotFound, PermissionDenied, ValidationError
 from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.parsers import JSONParser
@@ -60,6 +62,24 @@ def _no_constant(name):
 _DECODER = json.JSONDecoder(parse_constant=_no_constant)  # one decoder: json.loads with an option builds one per call
 
 
+@cache
+def _on_postgresql() -> bool:
+    """connection.vendor == "postgresql", asked once per process: `connection` finds the thread's connection through
+    an asgiref Local on every use, a measurable part of a hot request (bench/RESULTS.md, session 7)."""
+    return connections[DEFAULT_DB_ALIAS].vendor == "postgresql"
+
+
+# JSONRenderer's encoder, built once: JSONRenderer().render builds one per call (json.dumps with cls=...).
+_ENCODER = JSONRenderer.encoder_class(ensure_ascii=JSONRenderer.ensure_ascii, allow_nan=not JSONRenderer.strict,
+                                      separators=SHORT_SEPARATORS if JSONRenderer.compact else LONG_SEPARATORS)
+
+
+def _json_bytes(data) -> bytes:
+    """JSONRenderer().render(data) for the hot answers (never indented: nothing is negotiated); tests compare them."""
+    # As JSONRenderer: U+2028 and U+2029 escaped, so the answer is also valid JavaScript.
+    return _ENCODER.encode(data).replace("\u2028", "\\u2028").replace("\u2029", "\\u2029").encode()
+
+
 _ALLOW: dict[type, str] = {}  # a view's Allow header, as DRF answers it (its methods, found by 9 hasattr per request)
 
 
@@ -70,7 +90,7 @@ class _TokenFastPath(_ReviewJSONView):
     auth, a token the permissions refuse, bad input, an error answer — takes the full DRF path, which says why."""
 
     def dispatch(self, request, *args, **kwargs):
-        if request.method == "POST" and connection.vendor == "postgresql":
+        if request.method == "POST" and _on_postgresql():
             key = bearer_key(request)
             data = _json_body(request) if key else None
             if data is not None:
@@ -80,7 +100,7 @@ class _TokenFastPath(_ReviewJSONView):
                     answer = None
                 if answer is not None:
                     body, code = answer
-                    response = HttpResponse(b"" if body is None else JSONRenderer().render(body), status=code,
+                    response = HttpResponse(b"" if body is None else _json_bytes(body), status=code,
                                             content_type=JSONRenderer.media_type)
                     if body is None:  # as DRF answers an empty body
                         del response["Content-Type"]

@@ -219,7 +219,7 @@ def _by_token(key: str, now: datetime, function_call: str, params: list, *, colu
     db = connections[DEFAULT_DB_ALIAS]  # one lookup: each `connection.x` looks the connection up again
     own_transaction = db.get_autocommit()
     sql = _token_action_sql(function_call, columns, _lease_commit_sql(own_transaction) if lease else "NULL")
-    params = api_token_reviewer_writer_params(key, now=now) + params
+    params = api_token_reviewer_writer_params(key, now=now, db=db) + params
     if db.queries_logged or not own_transaction:  # recorded (DEBUG, tests), or part of a caller's transaction
         with db.cursor() as cur:
             cur.execute(sql, params)

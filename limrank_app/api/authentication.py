@@ -70,10 +70,11 @@ def api_token_reviewer_writer_sql_text() -> str:
     )
 
 
-def api_token_reviewer_writer_params(key: str, *, now) -> list:
+def api_token_reviewer_writer_params(key: str, *, now, db=None) -> list:
+    """The subquery's parameters; `db`, the connection the statement runs on, spares a lookup through `connection`."""
     from curation.services.tokens import token_hash
 
-    touched_before = connection.ops.adapt_datetimefield_value(now - timedelta(seconds=TOUCH_EVERY_S))
+    touched_before = (db or connection).ops.adapt_datetimefield_value(now - timedelta(seconds=TOUCH_EVERY_S))
     return [touched_before, token_hash(key), REVIEWER, ADMIN]
 
 

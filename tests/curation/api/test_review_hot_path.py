@@ -131,8 +131,9 @@ def _full_path_only(monkeypatch):
 def _token_vs_full_path(client, reviewer_user, monkeypatch, *, count_queries: bool):
     # The same request in the same state, once through the one-statement path, once through DRF's full cycle.
     ds, [ex] = factories.review_dataset(n=1)
-    # Text a driver could get wrong: escapes, quotes, non-ASCII, a null judgment, votes in jsonb.
-    Example.objects.filter(pk=ex.pk).update(reasoning_trace='Tab\there, "quoted", \\ é 😀\nsecond line',
+    # Text a driver or a renderer could get wrong: escapes, quotes, non-ASCII, U+2028 (which JSONRenderer escapes),
+    # a null judgment, votes in jsonb.
+    Example.objects.filter(pk=ex.pk).update(reasoning_trace='Tab\there, "quoted", \\ é 😀\u2028\nsecond line',
                                             reasoner_judgment=None, judgment_votes=[True, False, {"model": "r1"}])
     auth = _auth(reviewer_user)
     fixed = timezone.now()
