@@ -194,6 +194,12 @@ def _cpu_by_process() -> dict[int, tuple[str, float]]:
     return out
 
 
+def _idle_seconds() -> float:
+    """CPU seconds the whole machine has spent idle or waiting for I/O (Linux /proc/stat, all cores)."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+    return (int(fields[4]) + int(fields[5])) / os.sysconf("SC_CLK_TCK")
+
+
 def _cpu_used(before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]]) -> dict[str, float]:
     """CPU seconds used between two readings, summed by command name. Per process, not per name: a kernel worker's
     name changes with the work it runs (kworker/u8:2-ext4-rsv-conversion, ...-events_unbound), and a difference
@@ -210,8 +216,12 @@ def run_phase(pool, procs, port, phase, tokens, dataset_id, seconds, max_cycles)
     start_at = time.time() + 1.0
     chunks = [tokens[i::procs] for i in range(procs)]
     cpu0 = _cpu_by_process()
+    idle0 = []  # read when the clients start: the second before is idle by design
+    timer = threading.Timer(max(0.0, start_at - time.time()), lambda: idle0.append(_idle_seconds()))
+    timer.start()
     results = list(pool.map(_client_process, [(port, phase, c, dataset_id, start_at, seconds, max_cycles) for c in chunks]))
-    cpu1 = _cpu_by_process()
+    cpu1, idle1 = _cpu_by_process(), _idle_seconds()
+    timer.join()
     samples, errors, medians = [], [], []
     for out, err, med in results:
         samples.extend(out)
@@ -219,6 +229,7 @@ def run_phase(pool, procs, port, phase, tokens, dataset_id, seconds, max_cycles)
         medians.extend(med)
     wall = time.time() - start_at
     cpu = _cpu_used(cpu0, cpu1)
+    cpu["(idle)"] = idle1 - idle0[0]
     return samples, errors, wall, cpu, sorted(medians)
 
 
@@ -376,6 +387,10 @@ def main(argv=None):
         "",
         "CPU per cycle (ms, whole machine by process name, during each phase): "
         f"bare {cpu_per_cycle(measured['bare']['cpu'], bare['n'])}; review {cpu_per_cycle(measured['review']['cpu'], rev['n'])}.",
+        "",
+        "Idle share of the machine's cores (idle + I/O wait, /proc/stat) while the clients ran: "
+        + ", ".join(f"{phase} {measured[phase]['cpu'].get('(idle)', 0.0) / (measured[phase]['wall'] * (os.cpu_count() or 1)) * 100:.1f}%"
+                    for phase in ("bare", "review")) + ".",
         "",
         "Spread over clients, phase by phase (each client's median cycle, ms; min / median / max): "
         + "; ".join(f"{name} {m[0] * 1000:.0f} / {m[len(m) // 2] * 1000:.0f} / {m[-1] * 1000:.0f}"
