@@ -205,8 +205,7 @@ class ReviewClaim(models.Model):
                                  db_constraint=False)
     claimed_at = models.DateTimeField(auto_now_add=True)
     # Not indexed (migration 0010): every query on live claims names the example or the reviewer, whose indexes it
-    # uses, and an index on expires_at was one more entry to write per claim (and, with deleted claims' entries
-    # still in it until VACUUM, more pages to step over).
+    # uses; an index on expires_at was one more entry to write per claim.
     expires_at = models.DateTimeField()
 
     class Meta:
