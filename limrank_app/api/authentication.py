@@ -70,11 +70,12 @@ def api_token_reviewer_writer_sql_text() -> str:
     )
 
 
-def api_token_reviewer_writer_params(key: str, *, now, db=None) -> list:
-    """The subquery's parameters; `db`, the connection the statement runs on, spares a lookup through `connection`."""
+def api_token_reviewer_writer_params(key: str, *, now, db) -> list:
+    """The subquery's parameters for `db`, the connection the statement runs on (given: a lookup through `connection`
+    goes through an asgiref Local on every use)."""
     from curation.services.tokens import token_hash
 
-    touched_before = (db or connection).ops.adapt_datetimefield_value(now - timedelta(seconds=TOUCH_EVERY_S))
+    touched_before = db.ops.adapt_datetimefield_value(now - timedelta(seconds=TOUCH_EVERY_S))
     return [touched_before, token_hash(key), REVIEWER, ADMIN]
 
 
