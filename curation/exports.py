@@ -27,7 +27,7 @@ from typing import BinaryIO
 from django.conf import settings
 from django.db import connection, transaction
 
-from curation.formats import rank1_example
+from curation.protocol import training_example
 from curation.models import DatasetVersion, DatasetVersionMember
 
 logger = logging.getLogger(__name__)
@@ -438,7 +438,7 @@ def rank1_stream(version: DatasetVersion, *, start: int = 0) -> Iterator[bytes]:
     dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
     for rows in member_rows(version, fields=_RANK1_FIELDS, start=start):
         yield "".join(
-            dumps(rank1_example(query=q, instruction=instr, passage_title=title, passage_text=text, reasoning=trace, label=label)) + "\n"
+            dumps(training_example(query=q, instruction=instr, passage_title=title, passage_text=text, reasoning=trace, label=label)) + "\n"
             for q, instr, title, text, trace, label in rows
         ).encode("utf-8")
 

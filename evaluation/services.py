@@ -13,6 +13,8 @@ from django.db import transaction
 
 from limrank_app.jobs import JobStatus, job_claim, job_finish, job_progress
 
+from curation.protocol import passage_join
+
 from . import benchmarks as fmt
 from .models import Benchmark, BenchmarkDocument, BenchmarkQuery, EvalQueryResult, EvalRun, Qrel, ReferenceResult, RerankerModel
 
@@ -254,12 +256,12 @@ def _doc_texts(bench: Benchmark, docids: set[str] | None = None) -> dict[str, st
     out = {}
     if docids is None:
         for docid, title, text in qs.values_list("docid", "title", "text").iterator(chunk_size=5000):
-            out[docid] = f"{title} {text}".strip()
+            out[docid] = passage_join(title, text)
         return out
     ids = list(docids)
     for i in range(0, len(ids), 500):
         for docid, title, text in qs.filter(docid__in=ids[i:i + 500]).values_list("docid", "title", "text"):
-            out[docid] = f"{title} {text}".strip()
+            out[docid] = passage_join(title, text)
     return out
 
 
@@ -287,21 +289,55 @@ def first_stage_run(*, benchmark: Benchmark, first_stage: str, top_k: int, queri
     return {qid: dict(run_ranked(docs)[:top_k]) for qid, docs in run.items() if qid in wanted}
 
 
-def _query_for(q: dict, *, side: str, followir: bool, wrapper: str, use_instruction: bool) -> str:
-    from .rerankers.prompts import query_text
+def _query_for(q: dict, *, side: str, followir: bool, task_prompt: str | None, use_instruction: bool) -> str:
+    """The query as the reranker sees it: instruction appended (FollowIR: per side), then the task's prompt."""
+    from curation.protocol import query_in_task_prompt, query_with_instruction
 
     instruction = ""
     if followir:
         instruction = q["instruction"] if side == "og" else q["changed_instruction"]
     elif use_instruction:
         instruction = q["instruction"]
-    return query_text(q["text"], instruction=instruction, wrapper=wrapper)
+    return query_in_task_prompt(query_with_instruction(q["text"], instruction), task_prompt)
+
+
+def eval_task_prompt(*, benchmark: Benchmark, model_kind: str, params: dict) -> tuple[str | None, dict]:
+    """The reference's per-task prompt for a causal-LM run (None for other rerankers or with `no_prompt`), and
+    what was chosen, for the run's params. `params["task"]` / `params["subtask"]` name the reference task when
+    the benchmark's name does not (e.g. a BEIR folder imported under another name)."""
+    from curation import protocol
+
+    if model_kind != RerankerModel.Kind.CAUSAL_LM:
+        return None, {}
+    if params.get("task"):
+        try:
+            task = protocol.task_normalize(str(params["task"]), params.get("subtask") or None)
+        except protocol.UnknownTaskError as exc:
+            raise EvaluationError(str(exc)) from exc
+    else:
+        task = protocol.benchmark_task(name=benchmark.name, format=benchmark.format, task=benchmark.task)
+    if params.get("no_prompt") or task is None:
+        return None, {"reference_task": list(task) if task else None, "task_prompt": False}
+    prompt = protocol.task_prompt(*task)
+    return prompt, {"reference_task": list(task), "task_prompt": prompt is not None}
+
+
+def _chunks(pending: list[tuple[str, dict, list[str]]], size: int | None) -> Iterable[list[tuple[str, dict, list[str]]]]:
+    """Whole queries per chunk (the checkpoint stores queries), about `size` pairs each (None: one chunk)."""
+    chunk, n = [], 0
+    for item in pending:
+        chunk.append(item)
+        n += len(item[2])
+        if size is not None and n >= size:
+            yield chunk
+            chunk, n = [], 0
+    if chunk:
+        yield chunk
 
 
 def _execute(run: EvalRun, *, on_progress=None) -> None:
     from .metrics import evaluate, p_mrr, run_format
-    from .rerankers import reranker_for_model
-    from .rerankers.prompts import BRIGHT_QUERY_WRAPPERS
+    from .rerankers import POINTWISE_KINDS, reranker_for_model
 
     bench, model = run.benchmark, run.model
     followir = bench.format == Benchmark.Format.FOLLOWIR
@@ -341,32 +377,43 @@ def _execute(run: EvalRun, *, on_progress=None) -> None:
         job_progress(run, done=done, total=total)
         if on_progress:
             on_progress(done, total)
-        wrapper = params.get("query_wrapper") or (BRIGHT_QUERY_WRAPPERS.get(bench.task, "")
-                                                  if bench.format == Benchmark.Format.BRIGHT and model.kind == "causal-lm" else "")
+        task_prompt, chosen = eval_task_prompt(benchmark=bench, model_kind=model.kind, params=params)
+        params.update(chosen)
         use_instruction = bool(params.get("use_instruction"))
         needed = {d for docs in candidates.values() for d in docs}
         texts = _doc_texts(bench, needed)
+        pending = [(side, q, list(candidates.get(q["qid"], {}))) for side in sides for q in queries
+                   if q["qid"] not in runs[side]]
         reranker = reranker_for_model(model)
+        pointwise = model.kind in POINTWISE_KINDS
+        # Pairs per backend call (the reranker's own choice unless the run's params set one): progress and the
+        # checkpoint advance per call; a listwise reranker ranks one query's list per call.
+        size = params.get("chunk_pairs") or reranker.pairs_per_call
+        chunk_size = (int(size) if size else None) if pointwise else 1
         n_pairs, rerank_started = 0, time.perf_counter()
         try:
             with open(checkpoint, "a") as ckpt:
-                for side in sides:
-                    for q in queries:
-                        if q["qid"] in runs[side]:
-                            continue
-                        docids = list(candidates.get(q["qid"], {}))
-                        scores = reranker.score(_query_for(q, side=side, followir=followir, wrapper=wrapper,
-                                                           use_instruction=use_instruction),
-                                                [texts.get(d, "") for d in docids]) if docids else []
-                        runs[side][q["qid"]] = dict(zip(docids, scores))
-                        n_pairs += len(docids)
+                for chunk in _chunks(pending, chunk_size):
+                    queries_of = [_query_for(q, side=side, followir=followir, task_prompt=task_prompt,
+                                             use_instruction=use_instruction) for side, q, _ in chunk]
+                    if pointwise:
+                        pairs = [(qt, texts.get(d, "")) for qt, (_, _, docids) in zip(queries_of, chunk) for d in docids]
+                        flat = reranker.score_pairs(pairs) if pairs else []
+                    else:  # listwise: one query's list at a time
+                        flat = [s for qt, (_, _, docids) in zip(queries_of, chunk)
+                                for s in (reranker.score(qt, [texts.get(d, "") for d in docids]) if docids else [])]
+                    at = 0
+                    for side, q, docids in chunk:
+                        runs[side][q["qid"]] = dict(zip(docids, flat[at:at + len(docids)]))
+                        at += len(docids)
                         ckpt.write(json.dumps({"side": side, "qid": q["qid"], "scores": runs[side][q["qid"]]}) + "\n")
-                        ckpt.flush()
-                        done += 1
-                        if on_progress:
-                            on_progress(done, total)
-                        if not job_progress(run, done=done, total=total):
-                            raise _Cancelled()
+                    ckpt.flush()
+                    n_pairs += at
+                    done += len(chunk)
+                    if on_progress:
+                        on_progress(done, total)
+                    if not job_progress(run, done=done, total=total):
+                        raise _Cancelled()
         finally:
             reranker.close()
         elapsed = time.perf_counter() - rerank_started

@@ -1,9 +1,10 @@
 """Fine-tuning and scoring for the two backbones (torch / transformers / peft imported inside functions,
 so the web process never loads them).
 
-1. causal-lm: the Rank1/LimRank pointwise reasoning reranker. Prompt = `curation.formats.rank1_prompt`
-   (plain text, no chat template), completion = reasoning + `</think> true|false`, loss on the completion
-   only, LoRA via peft. Score = p(true) from the " true"/" false" log-probabilities after `</think>`.
+1. causal-lm: the Rank1/LimRank pointwise reasoning reranker. Prompt and completion come from
+   `curation.protocol` (plain text, no chat template; completion = "\n" + reasoning + "\n</think> true|false"),
+   loss on the completion only, LoRA via peft. Scoring: `causal_lm_score_pairs`, the protocol's rule fed by
+   transformers (`causal_lm_generate` / `causal_lm_force`).
 2. cross-encoder: AutoModelForSequenceClassification(num_labels=1) on (query, passage) pairs with binary
    cross-entropy; score = sigmoid(logit).
 
@@ -18,13 +19,13 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Protocol, Sequence
 
-from curation.formats import THINK_CLOSE, THINK_OPEN, rank1_output, rank1_passage, rank1_prompt, rank1_query
+from curation import protocol
+from curation.protocol import THINK_CLOSE, THINK_OPEN, passage_join, query_with_instruction
 
 from .presets import TrainingConfig
 
@@ -66,17 +67,18 @@ class TrainResult:
 
 
 def causal_lm_example(row: dict[str, Any]) -> dict[str, str]:
-    """A DatasetVersionMember snapshot -> {"prompt", "completion"} in the Rank1 format."""
-    prompt = rank1_prompt(row["query_text"], row.get("passage_title", ""), row["passage_text"], row.get("instruction", ""))
-    # The prompt's last line is `<think>`; the reasoning starts on the next line.
-    completion = "\n" + rank1_output(row.get("reasoning_trace", ""), bool(row["label"]))
-    return {"prompt": prompt, "completion": completion}
+    """A DatasetVersionMember snapshot -> {"prompt", "completion"}: the export's training row, read as
+    LLaMA-Factory reads it (so export, training and inference share one text)."""
+    ex = protocol.training_example(
+        query=row["query_text"], passage_title=row.get("passage_title", ""), passage_text=row["passage_text"],
+        reasoning=row.get("reasoning_trace", ""), label=bool(row["label"]), instruction=row.get("instruction", ""))
+    return {"prompt": protocol.training_prompt(ex), "completion": ex["output"]}
 
 
 def cross_encoder_example(row: dict[str, Any]) -> dict[str, Any]:
     return {
-        "query": rank1_query(row["query_text"], row.get("instruction", "")),
-        "passage": rank1_passage(row.get("passage_title", ""), row["passage_text"]),
+        "query": query_with_instruction(row["query_text"], row.get("instruction", "")),
+        "passage": passage_join(row.get("passage_title", ""), row["passage_text"]),
         "label": 1.0 if row["label"] else 0.0,
     }
 
@@ -132,9 +134,9 @@ def think_token_ids(tokenizer) -> tuple[int | None, int | None]:
 
 
 def answer_token_ids(tokenizer) -> tuple[int, int]:
-    """First token of " true" and of " false" (leading space, as they follow `</think>`)."""
-    t = tokenizer.encode(" true", add_special_tokens=False)
-    f = tokenizer.encode(" false", add_special_tokens=False)
+    """First token of " true" and of " false" (leading space, as they follow `</think>`), as the reference reads them."""
+    t = tokenizer.encode(protocol.TRUE_TOKEN, add_special_tokens=False)
+    f = tokenizer.encode(protocol.FALSE_TOKEN, add_special_tokens=False)
     if not t or not f or t[0] == f[0]:
         raise ValueError("the tokenizer cannot tell ' true' from ' false' by their first token")
     return t[0], f[0]
@@ -570,21 +572,147 @@ def cross_encoder_score_pairs(model, tokenizer, pairs: Sequence[tuple[str, str]]
     return scores
 
 
-_SENTENCE_END = re.compile(r"[.!?](?=\s|$)")
+def _prompt_ids(tokenizer, prompts: Sequence[str], limit: int) -> list[list[int]]:
+    """Token ids as the reference's vLLM sees a prompt string (a BOS only where the tokenizer adds one); a prompt
+    longer than the context keeps its head and its `<think>` tail."""
+    prefix = _prefix_ids(tokenizer)
+    ids = tokenizer(list(prompts), add_special_tokens=False)["input_ids"]
+    return [_truncate(prefix + row, limit, PROMPT_TAIL_TOKENS) for row in ids]
 
 
-def _cut_at_last_sentence(text: str) -> str:
-    ends = list(_SENTENCE_END.finditer(text))
-    return text[: ends[-1].end()] if ends else text
-
-
-def _p_true(logits_row, true_id: int, false_id: int) -> float:
+def _left_padded(rows: list[list[int]], pad_id: int, device):
     import torch
 
-    pair = torch.log_softmax(logits_row.float(), dim=-1)[[true_id, false_id]]
-    if not torch.isfinite(pair).all():
-        return 0.5
-    return float(torch.softmax(pair, dim=-1)[0])  # exp(lp_t) / (exp(lp_t) + exp(lp_f))
+    width = max(len(r) for r in rows)
+    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    attention = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, r in enumerate(rows):
+        input_ids[i, width - len(r):] = torch.tensor(r, dtype=torch.long)
+        attention[i, width - len(r):] = 1
+    return input_ids.to(device), attention.to(device), width
+
+
+def _pad_id(tokenizer) -> int:
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+
+
+def _stop_and_record_classes():
+    from transformers import LogitsProcessor, StoppingCriteria
+
+    class StopOnStrings(StoppingCriteria):
+        """Stops a row once its generated text contains a stop string: the reference stops on the strings
+        "</think> true" / "</think> false", whatever tokens they are made of (`</think>` may be several)."""
+
+        def __init__(self, tokenizer, width: int, stops: Sequence[str], tail: int = 32):
+            self.tokenizer, self.width, self.stops, self.tail = tokenizer, width, tuple(stops), tail
+            self.stopped_at: dict[int, int] = {}
+
+        def __call__(self, input_ids, scores, **kwargs):
+            import torch
+
+            gen = input_ids[:, self.width:]
+            done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+            for i in range(gen.shape[0]):
+                if i in self.stopped_at:
+                    done[i] = True
+                    continue
+                text = self.tokenizer.decode(gen[i, -self.tail:].tolist(), skip_special_tokens=False)
+                if any(s in text for s in self.stops):
+                    self.stopped_at[i] = gen.shape[1]
+                    done[i] = True
+            return done
+
+    class TopLogprobs(LogitsProcessor):
+        """Keeps the top-k log-probabilities of every step (what vLLM's `logprobs=20` returns), not the
+        full logits: 8192 steps of a 150k vocabulary would not fit."""
+
+        def __init__(self, k: int):
+            self.k, self.steps = k, []
+
+        def __call__(self, input_ids, scores):
+            import torch
+
+            values, ids = torch.log_softmax(scores.float(), dim=-1).topk(self.k, dim=-1)
+            self.steps.append((values, ids))
+            return scores
+
+    return StopOnStrings, TopLogprobs
+
+
+def causal_lm_generate(model, tokenizer, prompts: Sequence[str], *, max_new_tokens: int = protocol.MAX_NEW_TOKENS,
+                       context_size: int = protocol.CONTEXT_SIZE, batch_size: int = 8) -> list[protocol.Generation]:
+    """Greedy generation with the protocol's stop strings; per prompt, the text and the top-20 log-probabilities
+    of its last generated token. Prompts are batched by length so a batch's token budget fits them all."""
+    import torch
+
+    from transformers import GenerationConfig, LogitsProcessorList, StoppingCriteriaList
+
+    StopOnStrings, TopLogprobs = _stop_and_record_classes()
+    device = next(model.parameters()).device
+    pad_id = _pad_id(tokenizer)
+    eos = tokenizer.eos_token_id
+    # Greedy with nothing else: the model's own generation defaults (a repetition penalty, sampling) are not the
+    # reference's, whose SamplingParams set only temperature 0.
+    gen_config = GenerationConfig(do_sample=False, pad_token_id=pad_id, eos_token_id=eos)
+    ids = _prompt_ids(tokenizer, prompts, context_size - 1)
+    order = sorted(range(len(ids)), key=lambda i: len(ids[i]), reverse=True)
+    out: list[protocol.Generation | None] = [None] * len(ids)
+    for start in range(0, len(order), batch_size):
+        chunk = order[start:start + batch_size]
+        input_ids, attention, width = _left_padded([ids[i] for i in chunk], pad_id, device)
+        budget = min(max_new_tokens, context_size - width)
+        if budget < 1:
+            for i in chunk:
+                out[i] = protocol.Generation(text="", last_logprobs=None)
+            continue
+        stop, record = StopOnStrings(tokenizer, width, protocol.STOP_STRINGS), TopLogprobs(protocol.TOP_LOGPROBS)
+        with torch.inference_mode():
+            seqs = model.generate(
+                input_ids=input_ids, attention_mask=attention, generation_config=gen_config, max_new_tokens=budget,
+                stopping_criteria=StoppingCriteriaList([stop]), logits_processor=LogitsProcessorList([record]),
+            )
+        generated = seqs[:, width:].tolist()
+        for row, i in enumerate(chunk):
+            toks = generated[row]
+            if row in stop.stopped_at:
+                last = stop.stopped_at[row] - 1
+            elif eos is not None and eos in toks:
+                last = toks.index(eos)  # the end-of-sequence token is the last generated one, as in vLLM
+            else:
+                last = len(toks) - 1
+            if last < 0 or last >= len(record.steps):
+                out[i] = protocol.Generation(text="", last_logprobs=None)
+                continue
+            values, top = record.steps[last]
+            logprobs = dict(zip(top[row].tolist(), values[row].tolist()))
+            kept = [t for t in toks[:last + 1] if t != eos and t != pad_id]
+            out[i] = protocol.Generation(text=tokenizer.decode(kept, skip_special_tokens=False), last_logprobs=logprobs)
+    return [g for g in out if g is not None]
+
+
+def causal_lm_force(model, tokenizer, prompts: Sequence[str], *, context_size: int = protocol.CONTEXT_SIZE,
+                    batch_size: int = 8) -> list[dict[int, float] | None]:
+    """One next token restricted to " true"/" false" after each prompt: their log-probabilities (None on failure)."""
+    import torch
+
+    true_id, false_id = answer_token_ids(tokenizer)
+    device = next(model.parameters()).device
+    pad_id = _pad_id(tokenizer)
+    ids = _prompt_ids(tokenizer, prompts, context_size)
+    out: list[dict[int, float] | None] = []
+    for start in range(0, len(ids), batch_size):
+        chunk = ids[start:start + batch_size]
+        try:
+            input_ids, attention, _ = _left_padded(chunk, pad_id, device)
+            # Left padding: positions count real tokens only, or a padded row scores differently from alone.
+            positions = (attention.cumsum(-1) - 1).clamp(min=0)
+            with torch.inference_mode():
+                logits = model(input_ids=input_ids, attention_mask=attention, position_ids=positions).logits[:, -1, :]
+            pair = torch.log_softmax(logits.float()[:, [true_id, false_id]], dim=-1).tolist()
+            out += [{true_id: t, false_id: f} for t, f in pair]
+        except Exception:  # noqa: BLE001 - the reference scores a pair it cannot force 0.5
+            out += [None] * len(chunk)
+    return out
 
 
 def causal_lm_score_pairs(
@@ -592,80 +720,34 @@ def causal_lm_score_pairs(
     tokenizer,
     pairs: Sequence[tuple[str, str]],
     *,
-    max_new_tokens: int = 8192,
+    mode: str = "generate",
+    max_new_tokens: int = protocol.MAX_NEW_TOKENS,
+    context_size: int = protocol.CONTEXT_SIZE,
     batch_size: int = 8,
-    max_prompt_length: int | None = None,
     return_details: bool = False,
 ):
-    """Rank1/LimRank scoring of (query, passage) pairs with a causal LM (plain or a PeftModel).
+    """Rank1/LimRank scores of (query, passage) pairs with a causal LM (plain or a PeftModel), by the rule in
+    `curation.protocol.pointwise_scores` (`mode="direct"`: no reasoning, `protocol.direct_scores`).
 
-    `query` is the full query as the model should see it (append an instruction, or wrap it per benchmark,
-    before calling); `passage` is title and text joined by a space. Generates greedily after `<think>` until
-    `</think>` and one more token, and reads p(true) = exp(lp_true) / (exp(lp_true) + exp(lp_false)) from the
-    raw logits at the answer position. If the model never closes its reasoning, the text is cut at its last
-    full sentence, `\\n</think>` is appended and one token restricted to " true"/" false" is forced; failing
-    that, 0.5. Returns a list of floats (or of dicts with score, reasoning and how it was read).
-    """
-    import torch
-    from transformers import StoppingCriteria, StoppingCriteriaList
-
+    `query` is the query as the model should see it (instruction appended, task prompt applied: see
+    `protocol.prompt_build`); `passage` is `protocol.passage_join(title, text)`. Returns floats, or dicts with
+    score, text and how it was read (answered | forced | fallback | direct)."""
     true_id, false_id = answer_token_ids(tokenizer)
-    _, close_id = think_token_ids(tokenizer)
-    device = next(model.parameters()).device
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    prefix = _prefix_ids(tokenizer)
+    prompts = [protocol.pointwise_prompt(q, p) for q, p in pairs]
 
-    class _ClosedAndAnswered(StoppingCriteria):
-        """Per row: stop once `</think>` and the token after it have been generated."""
+    def force(texts):
+        return causal_lm_force(model, tokenizer, texts, context_size=context_size, batch_size=batch_size)
 
-        def __init__(self, prompt_width: int):
-            self.prompt_width = prompt_width
+    if mode == "direct":
+        results = protocol.direct_scores(prompts, force=force, true_id=true_id, false_id=false_id)
+    elif mode == "generate":
+        def generate(texts):
+            return causal_lm_generate(model, tokenizer, texts, max_new_tokens=max_new_tokens,
+                                      context_size=context_size, batch_size=batch_size)
 
-        def __call__(self, input_ids, scores, **kwargs):
-            gen = input_ids[:, self.prompt_width :]
-            if close_id is None or gen.shape[1] < 2:
-                return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
-            return (gen[:, :-1] == close_id).any(dim=1)
-
-    details: list[dict[str, Any]] = []
-    for start in range(0, len(pairs), batch_size):
-        chunk = pairs[start : start + batch_size]
-        prompt_ids = [prefix + tokenizer.encode(rank1_prompt(q, "", p), add_special_tokens=False) for q, p in chunk]
-        if max_prompt_length:
-            prompt_ids = [_truncate(ids, max_prompt_length, PROMPT_TAIL_TOKENS) for ids in prompt_ids]
-        width = max(len(ids) for ids in prompt_ids)
-        # Left padding: every prompt ends at the same column, where generation starts.
-        input_ids = torch.full((len(chunk), width), pad_id, dtype=torch.long)
-        attention = torch.zeros((len(chunk), width), dtype=torch.long)
-        for i, ids in enumerate(prompt_ids):
-            input_ids[i, width - len(ids) :] = torch.tensor(ids)
-            attention[i, width - len(ids) :] = 1
-        input_ids, attention = input_ids.to(device), attention.to(device)
-        with torch.inference_mode():
-            out = model.generate(
-                input_ids=input_ids, attention_mask=attention, do_sample=False, max_new_tokens=max_new_tokens,
-                pad_token_id=pad_id, output_logits=True, return_dict_in_generate=True,
-                stopping_criteria=StoppingCriteriaList([_ClosedAndAnswered(width)]),
-                temperature=None, top_p=None, top_k=None, repetition_penalty=None,
-            )
-        generated = out.sequences[:, width:]
-        for i in range(len(chunk)):
-            row = generated[i].tolist()
-            closed_at = row.index(close_id) if close_id is not None and close_id in row else -1
-            if 0 <= closed_at and closed_at + 1 < len(out.logits):
-                score = _p_true(out.logits[closed_at + 1][i], true_id, false_id)
-                reasoning = tokenizer.decode(row[:closed_at], skip_special_tokens=True)
-                details.append({"score": score, "reasoning": reasoning, "how": "answered"})
-                continue
-            # Never closed: cut at the last full sentence, close the reasoning, force the answer.
-            text = tokenizer.decode([t for t in row if t != pad_id], skip_special_tokens=True)
-            reasoning = _cut_at_last_sentence(text).rstrip()
-            forced = prompt_ids[i] + tokenizer.encode(f"{reasoning}\n{THINK_CLOSE}", add_special_tokens=False)
-            try:
-                with torch.inference_mode():
-                    logits = model(input_ids=torch.tensor([forced], device=device)).logits[0, -1]
-                score, how = _p_true(logits, true_id, false_id), "forced"
-            except Exception:  # e.g. the forced sequence exceeds the model's context
-                score, how = 0.5, "fallback"
-            details.append({"score": score, "reasoning": reasoning, "how": how})
-    return details if return_details else [d["score"] for d in details]
+        results = protocol.pointwise_scores(prompts, generate=generate, force=force, true_id=true_id, false_id=false_id)
+    else:
+        raise ValueError(f"mode must be 'generate' or 'direct', not {mode!r}")
+    if return_details:
+        return [{"score": r.score, "how": r.how, "text": r.text} for r in results]
+    return [r.score for r in results]

@@ -23,6 +23,9 @@ class Reranker:
     score_pairs() scores (query, doc) pairs across queries at once (pointwise models batch them)."""
 
     name = "reranker"
+    # How many pairs an eval run hands to one `score_pairs` call (None: all of them at once, for a backend that
+    # schedules its own batches, like vLLM). Progress and the run's checkpoint advance per call.
+    pairs_per_call: int | None = 512
 
     def score_pairs(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
         raise NotImplementedError

@@ -8,10 +8,10 @@ from types import SimpleNamespace
 import pytest
 
 from evaluation.rerankers import RerankerDependencyError, reranker_build
-from evaluation.rerankers.causal_lm import true_probability
+from curation.protocol import direct_prompt, pointwise_prompt, true_probability
 from evaluation.rerankers.listwise import ListwiseReranker, permutation_parse, windows
-from evaluation.rerankers.prompts import rank1_prompt, truncate_at_sentence
 from tests.evaluation.conftest import minilm_path
+from training.lora import answer_token_ids
 
 
 def test_cross_encoder_scores_are_order_independent_and_batched():
@@ -29,13 +29,6 @@ def test_cross_encoder_scores_are_order_independent_and_batched():
 def test_true_probability_rule():
     assert true_probability(math.log(0.6), math.log(0.2)) == pytest.approx(0.75)
     assert true_probability(-1000.0, -1000.0) == pytest.approx(0.5)  # stable for tiny probabilities
-
-
-def test_rank1_prompt_and_truncation():
-    p = rank1_prompt("q?", "Title text.")
-    assert p == ("Determine if the following passage is relevant to the query. Answer only with 'true' or 'false'.\n"
-                 "Query: q?\nPassage: Title text.\n<think>")
-    assert truncate_at_sentence("First point. Second point. Third unfinis") == "First point. Second point."
 
 
 def test_windows_and_permutation_parsing():
@@ -98,10 +91,11 @@ def test_causal_lm_direct_mode_on_a_tiny_model(tmp_path):
     docs = ["passage one", "a much longer second passage that forces left padding in its batch", "three"]
     scores = lm.score("q", docs)
     assert all(0 < s < 1 for s in scores)
+    true_id, false_id = answer_token_ids(lm.tokenizer)
     for i, doc in enumerate(docs):
-        text = rank1_prompt("q", doc) + "\n</think>"
+        text = direct_prompt(pointwise_prompt("q", doc))
         ids = lm.tokenizer(text, return_tensors="pt", add_special_tokens=False)
         with torch.inference_mode():
             lp = torch.log_softmax(lm.model(input_ids=ids.input_ids).logits[0, -1].float(), -1)
         # Scored alone, without padding: the batched (left-padded) score must be the same.
-        assert scores[i] == pytest.approx(true_probability(float(lp[lm.true_id]), float(lp[lm.false_id])), abs=1e-5)
+        assert scores[i] == pytest.approx(true_probability(float(lp[true_id]), float(lp[false_id])), abs=1e-5)

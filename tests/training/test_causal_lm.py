@@ -84,5 +84,7 @@ def test_model_that_learned_the_format_answers_after_think_close(tiny_qwen_dir, 
     query = f"{row['query_text']} {row['instruction']}".strip()
     (detail,) = lora.causal_lm_score_pairs(
         model, tok, [(query, f"{row['passage_title']} {row['passage_text']}")], max_new_tokens=12, return_details=True)
-    assert detail["how"] == "answered"
+    # p(true) is read at the answer position, or, as the reference does when " true" and " false" are not both
+    # among that position's top-20 log-probabilities (an overfit model), by the forced step.
+    assert detail["how"] in ("answered", "forced") and "</think>" in detail["text"]
     assert detail["score"] > 0.5

@@ -9,7 +9,7 @@ import pytest
 from django.db import connection
 
 from curation import exports
-from curation.formats import RANK1_INSTRUCTION, rank1_prompt
+from curation.protocol import INSTRUCTION as RANK1_INSTRUCTION, prompt_build
 from curation.models import DatasetVersionMember
 from curation.services.datasets import version_content_hash
 from tests import factories
@@ -192,8 +192,10 @@ def test_rank1_training_rows(version, admin_api):
     for row, m in zip(rows, members):
         assert set(row) == {"instruction", "input", "output"}
         assert row["instruction"] == RANK1_INSTRUCTION
-        assert row["instruction"] + "\n" + row["input"] == rank1_prompt(m.query_text, m.passage_title, m.passage_text, m.instruction)
-        assert row["output"] == f"{m.reasoning_trace}\n</think> {'true' if m.label else 'false'}"
+        assert row["instruction"] + "\n" + row["input"] == prompt_build(
+            query=m.query_text, passage_title=m.passage_title, passage_text=m.passage_text, instruction=m.instruction)
+        # After `<think>`: a newline, the reasoning, `\n</think>` and the answer (the reference's forced-answer layout).
+        assert row["output"] == f"\n{m.reasoning_trace.strip()}\n</think> {'true' if m.label else 'false'}"
     with_instruction = next(m for m in members if m.instruction)
     i = members.index(with_instruction)
     assert f"Query: {with_instruction.query_text} {with_instruction.instruction}\n" in rows[i]["input"]
