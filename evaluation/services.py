@@ -204,6 +204,7 @@ def eval_run_create(*, benchmark: Benchmark, model: RerankerModel, first_stage: 
                               f"(available: {', '.join(stages) or 'none: upload a run'})")
     if model.kind != RerankerModel.Kind.BM25 and not benchmark.n_documents:
         raise EvaluationError(f"{benchmark.name} has no documents: a reranker needs their texts")
+    eval_task_prompt(benchmark=benchmark, model_kind=model.kind, params=params or {})  # a bad task name: 4xx now
     run = EvalRun.objects.create(benchmark=benchmark, model=model, first_stage=first_stage, top_k=int(top_k),
                                  params=params or {}, created_by=created_by)
     if enqueue:

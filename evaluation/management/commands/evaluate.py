@@ -14,6 +14,11 @@ class Command(BaseCommand):
         parser.add_argument("--top-k", type=int, default=100)
         parser.add_argument("--run-out", help="copy the TREC run file here (foreground only)")
         parser.add_argument("--foreground", action="store_true", help="run in this process instead of a worker")
+        parser.add_argument("--no-prompt", action="store_true",
+                            help="causal LM: leave out the reference's per-task prompt (see manage.py rerank_prompt)")
+        parser.add_argument("--task", help="causal LM: the reference task whose prompt to use, when the benchmark's "
+                                           "name is not one (e.g. SciFact, BrightRetrieval)")
+        parser.add_argument("--subtask", help="with --task BrightRetrieval: biology, leetcode, ...")
 
     def handle(self, *args, **o):
         from tqdm import tqdm
@@ -36,8 +41,9 @@ class Command(BaseCommand):
             raise CommandError("--run-out needs --foreground and a single benchmark")
         for bench in benches:
             try:
+                params = {k: o[k] for k in ("no_prompt", "task", "subtask") if o[k]}
                 run = eval_run_create(benchmark=bench, model=model, first_stage=o["first_stage"], top_k=o["top_k"],
-                                      enqueue=not o["foreground"])
+                                      params=params, enqueue=not o["foreground"])
             except EvaluationError as exc:
                 raise CommandError(str(exc)) from exc
             if not o["foreground"]:
