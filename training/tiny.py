@@ -24,14 +24,15 @@ def byte_level_tokenizer(texts: Iterable[str], *, vocab_size: int = 512):
 
 
 def tiny_qwen(tokenizer, *, hidden_size: int = 32, layers: int = 2, heads: int = 4, kv_heads: int = 2,
-              max_positions: int = 2048, seed: int = 0, model_class=None):
-    """A Qwen2ForCausalLM (or `model_class`, a subclass) with random weights sized to the tokenizer."""
+              max_positions: int = 2048, seed: int = 0, model_class=None, vocab_size: int | None = None):
+    """A Qwen2ForCausalLM (or `model_class`, a subclass) with random weights sized to the tokenizer (or to a larger,
+    padded `vocab_size`, as Qwen's own embeddings are)."""
     import torch
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
     torch.manual_seed(seed)
     config = Qwen2Config(
-        vocab_size=len(tokenizer), hidden_size=hidden_size, intermediate_size=hidden_size * 2,
+        vocab_size=vocab_size or len(tokenizer), hidden_size=hidden_size, intermediate_size=hidden_size * 2,
         num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=kv_heads,
         max_position_embeddings=max_positions, pad_token_id=tokenizer.pad_token_id,
         eos_token_id=tokenizer.eos_token_id, bos_token_id=None, tie_word_embeddings=False,
