@@ -32,7 +32,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 SCIFACT_DIRS = (ROOT / "evaluation" / "data" / "scifact", Path("/work/shared/data/scifact"))
 
-FULL = dict(hidden=256, layers=4, heads=8, kv_heads=2, vocab=4096, steps=50, pairs=2000, per_device=4, accumulation=8,
+FULL = dict(hidden=256, layers=4, heads=4, kv_heads=2, vocab=4096, steps=50, pairs=2000, per_device=4, accumulation=8,
             max_length=1024, score_batch=64)
 CPU = dict(hidden=32, layers=2, heads=4, kv_heads=2, vocab=1024, steps=3, pairs=32, per_device=2, accumulation=1,
            max_length=256, score_batch=16)
