@@ -10,10 +10,12 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import math
 import re
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, Mapping
 
 BRIGHT_TASKS = (
     "biology", "earth_science", "economics", "psychology", "robotics", "stackoverflow",
@@ -183,6 +185,22 @@ def _is_number(s: str) -> bool:
 
 
 def read_run(path: str | Path) -> dict[str, dict[str, float]]:
+    """A first-stage or reranked run, `run[qid][docid] = score`, from either format the field publishes:
+    a TREC run file or a `score.json`. The content decides (a JSON object starts with `{`), not the file
+    name, so an upload saved under a generic name is still read right."""
+    return read_run_score_json(path) if _looks_like_json(path) else read_run_trec(path)
+
+
+def _looks_like_json(path: str | Path) -> bool:
+    with open_text(path) as fh:
+        try:
+            head = fh.read(4096)
+        except (UnicodeDecodeError, EOFError, OSError) as exc:
+            raise BenchmarkFormatError(f"cannot read: {exc}", file=path) from exc
+    return head.lstrip("\ufeff \t\r\n")[:1] == "{"
+
+
+def read_run_trec(path: str | Path) -> dict[str, dict[str, float]]:
     """A TREC run: `qid Q0 docid rank score tag` (the rank column is ignored, as trec_eval does)."""
     run: dict[str, dict[str, float]] = {}
     for n, line in _lines(path):
@@ -192,12 +210,62 @@ def read_run(path: str | Path) -> dict[str, dict[str, float]]:
                                        file=path, line=n)
         qid, _, docid, rank, score, _tag = parts
         _int(rank, path=path, line=n, field="rank")
-        try:
-            value = float(score)
-        except ValueError:
-            raise BenchmarkFormatError(f"not a number: {score!r}", file=path, line=n, field="score") from None
-        run.setdefault(qid, {})[docid] = value
+        run.setdefault(qid, {})[docid] = _score(score, path=path, line=n)
     return run
+
+
+def _score(value, *, path, line: int | None, field: str = "score") -> float:
+    if isinstance(value, bool):
+        raise BenchmarkFormatError(f"not a number: {value!r}", file=path, line=line, field=field)
+    try:
+        score = float(value)
+    except (TypeError, ValueError):
+        raise BenchmarkFormatError(f"not a number: {value!r}", file=path, line=line, field=field) from None
+    if not math.isfinite(score):
+        raise BenchmarkFormatError(f"not a finite number: {value!r}", file=path, line=line, field=field)
+    return score
+
+
+def read_run_score_json(path: str | Path) -> dict[str, dict[str, float]]:
+    """`score.json` as Rank1 and LimRank publish their first stages (e.g. BM25 on GPT-4 reasoning queries for
+    BRIGHT): one JSON object `{qid: {docid: score}}`. Same checks as the authors' `validate_json`
+    (string keys, an object per query, numeric scores); an integer score is accepted as a number."""
+    with open_text(path) as fh:
+        try:
+            text = fh.read()
+        except (UnicodeDecodeError, EOFError, OSError) as exc:
+            raise BenchmarkFormatError(f"cannot read: {exc}", file=path) from exc
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise BenchmarkFormatError(f"invalid JSON ({exc.msg}, column {exc.colno})", file=path, line=exc.lineno) from exc
+    if not isinstance(data, dict):
+        raise BenchmarkFormatError("expected a JSON object {qid: {docid: score}}", file=path)
+    run: dict[str, dict[str, float]] = {}
+    for qid, docs in data.items():
+        if not isinstance(docs, dict):
+            raise BenchmarkFormatError(f"query {qid!r}: expected an object {{docid: score}}, got {type(docs).__name__}",
+                                       file=path, field=str(qid))
+        run[str(qid)] = {str(docid): _score(score, path=path, line=None, field=f"{qid}/{docid}")
+                         for docid, score in docs.items()}
+    return run
+
+
+def write_run(run: Mapping[str, Mapping[str, float]], path: str | Path, *, tag: str) -> Path:
+    """Write a run as `score.json` when the path ends in `.json`, as a TREC run otherwise. Written to a
+    temporary file then renamed, so a reader never sees half a run."""
+    from .metrics import run_format, run_format_score_json
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        if path.suffix.lower() == ".json":
+            fh.write(run_format_score_json(run))
+        else:
+            fh.writelines(run_format(run, tag=tag))
+    tmp.replace(path)
+    return path
 
 
 _TAG = re.compile(r"<(num|title|desc|narr)>(.*?)(?=<(?:num|title|desc|narr|/top)>)", re.S | re.I)
