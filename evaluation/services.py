@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 
 DEMO_DIR = Path(__file__).resolve().parent / "data" / "scifact"
 DEMO_NAME = "scifact"
-FORMATS = ("beir", "trec", "bright", "followir", "litsearch")
+FORMATS = ("beir", "trec", "bright", "followir", "litsearch", "ir_datasets")
 _BATCH = 2000
 
 
@@ -88,8 +88,9 @@ def benchmark_import_many(*, parsed_list: list[fmt.ParsedBenchmark], replace: bo
 
 def benchmark_parse(*, format: str, path: str | Path | None = None, name: str, files: dict | None = None,
                     tasks: Iterable[str] | None = None, online: bool = False) -> list[fmt.ParsedBenchmark]:
-    """Parse any supported format. `path` is a folder (beir, bright, followir, litsearch); TREC takes `files`
-    (topics, qrels, optional run, corpus)."""
+    """Parse any supported format. `path` is a folder (beir, bright, followir, litsearch), a hub repository with
+    `online` (followir: e.g. jhu-clsp/core17-instructions), or an ir_datasets id; TREC takes `files`
+    (topics, qrels, optional run, corpus: jsonl, tsv or TREC SGML documents)."""
     if format == "beir":
         return [fmt.parse_beir(path, name=name)]
     if format == "trec":
@@ -104,7 +105,15 @@ def benchmark_parse(*, format: str, path: str | Path | None = None, name: str, f
             return fmt.parse_bright_hub(name=name, tasks=tasks)
         return fmt.parse_bright_local(path, name=name, tasks=tasks)
     if format == "followir":
+        if online:
+            if not path:
+                raise EvaluationError("FollowIR --online needs the hub repository (e.g. jhu-clsp/core17-instructions)")
+            return [fmt.parse_followir_hub(str(path), name=name)]
         return [fmt.parse_followir(path, name=name)]
+    if format == "ir_datasets":
+        if not path:
+            raise EvaluationError("give the ir_datasets id, e.g. disks45/nocr/trec-robust-2004")
+        return [fmt.parse_ir_datasets(str(path), name=name)]
     if format == "litsearch":
         return [fmt.parse_litsearch(path, name=name)]
     raise EvaluationError(f"unknown format {format!r} (one of {', '.join(FORMATS)})")

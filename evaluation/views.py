@@ -82,8 +82,8 @@ def benchmark_import(request):
                 _save_upload(f["changed_qrels"], tmp / "qrels" / "changed.tsv")
                 if f.get("corpus"):
                     _save_upload(f["corpus"], tmp / _gz(f["corpus"], "corpus.jsonl"))
-                if f.get("run"):
-                    _save_upload(f["run"], tmp / "top_ranked.trec")
+                if f.get("run"):  # FollowIR's top_ranked.jsonl (qid, pid), a TREC run or a score.json
+                    _save_upload(f["run"], tmp / ("top_ranked.jsonl" if f["run"].name.endswith(".jsonl") else "top_ranked.trec"))
                 benches = services.benchmark_import_path(format="followir", path=tmp, name=d["name"])
         except (BenchmarkFormatError, services.EvaluationError) as exc:
             # Uploaded files are saved under generic names: say which upload field the error is about.

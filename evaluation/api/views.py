@@ -70,8 +70,8 @@ class BenchmarkViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.
                 save(d["changed_qrels"], tmp / "qrels" / "changed.tsv")
                 if "corpus" in d:
                     save(d["corpus"], tmp / gz(d["corpus"], "corpus.jsonl"))
-                if "run" in d:
-                    save(d["run"], tmp / "top_ranked.trec")
+                if "run" in d:  # FollowIR's top_ranked.jsonl (qid, pid), a TREC run or a score.json
+                    save(d["run"], tmp / ("top_ranked.jsonl" if d["run"].name.endswith(".jsonl") else "top_ranked.trec"))
                 benches = services.benchmark_import_path(format="followir", path=tmp, name=d["name"])
         except BenchmarkFormatError as exc:
             return Response({"detail": f"nothing imported: {exc}", "file": Path(exc.file).name, "line": exc.line,
