@@ -265,6 +265,15 @@ def read_run_score_json(path: str | Path) -> dict[str, dict[str, float]]:
     return run
 
 
+def run_name_from_path(path: str | Path) -> str:
+    """A run's name from its file: the stem, or the folder's name for a file called `score.json`
+    (the authors publish one `<task>_bm25_long_False/score.json` per task)."""
+    p = Path(path)
+    stem = p.name.split(".")[0]
+    name = p.parent.name if stem in ("score", "scores", "run") and p.parent.name else stem
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:64] or "run"
+
+
 def write_run(run: Mapping[str, Mapping[str, float]], path: str | Path, *, tag: str) -> Path:
     """Write a run as `score.json` when the path ends in `.json`, as a TREC run otherwise. Written to a
     temporary file then renamed, so a reader never sees half a run."""

@@ -123,15 +123,6 @@ def benchmark_import_path(*, format: str, path: str | Path | None, name: str, re
     return benchmark_import_many(parsed_list=benchmark_parse(format=format, path=path, name=name, **kw), replace=replace)
 
 
-def run_name_from_path(path: str | Path) -> str:
-    """A run's name from its file: the stem, or the folder's name for a file called `score.json`
-    (the authors publish one `<task>_bm25_long_False/score.json` per task)."""
-    p = Path(path)
-    stem = p.name.split(".")[0]
-    name = p.parent.name if stem in ("score", "scores", "run") and p.parent.name else stem
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:64] or "run"
-
-
 def benchmark_run_attach(*, benchmark: Benchmark, name: str, path: str | Path) -> Path:
     """Attach a first-stage run (TREC or score.json) to a benchmark, validated: known query ids, and known
     document ids when the benchmark has its documents. Stored as a TREC file with exact scores. Attaching
@@ -161,18 +152,6 @@ def benchmark_run_attach(*, benchmark: Benchmark, name: str, path: str | Path) -
             raise EvaluationError(f"{benchmark.name} already has a run named {name!r} with other scores, used by eval "
                                   f"runs; attach this one under another name")
     return fmt.write_run(run, dest, tag=name)
-
-
-def eval_run_file(*, run: EvalRun, side: str = "og") -> dict[str, dict[str, float]]:
-    """The reranked (or first-stage) run an eval run wrote, `run[qid][docid] = score`."""
-    if not run.run_file:
-        raise EvaluationError(f"eval run {run.pk} has no run file yet")
-    path = Path(run.run_file)
-    if side == "changed":
-        path = path.with_name("run.changed.trec")
-    if not path.exists():
-        raise EvaluationError(f"eval run {run.pk}: run file missing ({path.name})")
-    return fmt.read_run_trec(path)
 
 
 def _existing_docids(benchmark: Benchmark, docids: set[str]) -> set[str]:

@@ -152,8 +152,8 @@ def eval_run_download(request, pk: int):
     run = get_object_or_404(EvalRun.objects.select_related("model"), pk=pk)
     side = "changed" if request.GET.get("side") == "changed" else "og"
     try:
-        scores = services.eval_run_file(run=run, side=side)
-    except services.EvaluationError as exc:
+        scores = selectors.eval_run_file(run=run, side=side)
+    except FileNotFoundError as exc:
         raise Http404(str(exc)) from None
     return run_file_response(scores, filename=f"evalrun-{run.pk}{'-changed' if side == 'changed' else ''}",
                              as_json=request.GET.get("file_format") == "json",

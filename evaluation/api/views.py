@@ -17,7 +17,7 @@ from rest_framework.views import APIView
 from limrank_app.api.permissions import IsReviewer, ReviewerReadAdminWrite
 
 from .. import selectors, services
-from ..benchmarks import BenchmarkFormatError
+from ..benchmarks import BenchmarkFormatError, run_name_from_path
 from ..models import Benchmark, EvalRun, ReferenceResult, RerankerModel
 from ..views import run_file_response
 from . import serializers as s
@@ -91,7 +91,7 @@ class BenchmarkViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.
         inp = s.BenchmarkRunUploadSerializer(data=request.data)
         inp.is_valid(raise_exception=True)
         upload = inp.validated_data["file"]
-        name = inp.validated_data.get("name") or services.run_name_from_path(upload.name)
+        name = inp.validated_data.get("name") or run_name_from_path(upload.name)
         tmp = Path(tempfile.mkdtemp(prefix="limrank-api-run-"))
         try:
             path = tmp / Path(upload.name).name
@@ -158,8 +158,8 @@ class EvalRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Cr
         side = "changed" if request.query_params.get("side") == "changed" else "og"
         as_json = request.query_params.get("file_format") == "json"
         try:
-            scores = services.eval_run_file(run=run, side=side)
-        except services.EvaluationError as exc:
+            scores = selectors.eval_run_file(run=run, side=side)
+        except FileNotFoundError as exc:
             raise Http404(str(exc)) from None
         return run_file_response(scores, filename=f"evalrun-{run.pk}{'-changed' if side == 'changed' else ''}",
                                           as_json=as_json, tag=f"limrank-{run.model.name}-{run.first_stage}")

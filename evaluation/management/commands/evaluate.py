@@ -27,12 +27,12 @@ class Command(BaseCommand):
     def handle(self, *args, **o):
         from tqdm import tqdm
 
-        from evaluation.benchmarks import BenchmarkFormatError, write_run
+        from evaluation.benchmarks import BenchmarkFormatError, run_name_from_path, write_run
         from evaluation.models import Benchmark, EvalRun, RerankerModel
         from evaluation.services import (
             EvaluationError, benchmark_demo_ensure, benchmark_run_attach, eval_run_create, eval_run_execute,
-            eval_run_file, run_name_from_path,
         )
+        from evaluation.selectors import eval_run_file
 
         if o["model"] == "bm25":
             benchmark_demo_ensure() if o["benchmark"] == "scifact" else None
