@@ -9,10 +9,13 @@ class BenchmarkImportForm(forms.Form):
                                         ("followir", "FollowIR (paired qrels)")])
     name = forms.CharField(max_length=120, help_text="BRIGHT: the group name, e.g. BRIGHT (the task is appended)")
     queries = forms.FileField(label="Queries / topics", help_text="BEIR queries.jsonl, TREC topics, BRIGHT topics tsv(.gz), FollowIR queries.jsonl")
-    qrels = forms.FileField(label="Qrels", help_text="BEIR tsv (header) or TREC qrels; FollowIR: the original-instruction qrels")
-    changed_qrels = forms.FileField(label="Changed qrels (FollowIR)", required=False)
-    corpus = forms.FileField(label="Corpus", required=False, help_text="jsonl(.gz) or tsv; required for BEIR")
-    run = forms.FileField(label="First-stage run (TREC format)", required=False)
+    qrels = forms.FileField(label="Qrels", help_text="BEIR tsv (header), TREC qrels or jsonl (query-id, corpus-id, score); "
+                                                     "FollowIR: the original-instruction qrels (qrels_og/test.jsonl)")
+    changed_qrels = forms.FileField(label="Changed qrels (FollowIR)", required=False, help_text="qrels_changed/test.jsonl")
+    corpus = forms.FileField(label="Corpus", required=False,
+                             help_text="jsonl(.gz), tsv, or TREC SGML <DOC> documents (gzipped or not); required for BEIR")
+    run = forms.FileField(label="First-stage run", required=False,
+                          help_text="a TREC run or a score.json ({qid: {docid: score}}); FollowIR: also top_ranked.jsonl")
     excluded = forms.FileField(label="Excluded ids (BRIGHT: qid docid)", required=False)
     task = forms.ChoiceField(label="BRIGHT task", choices=[("", "—")] + [(t, t) for t in BRIGHT_TASKS], required=False)
 

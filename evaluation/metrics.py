@@ -99,9 +99,23 @@ def run_ranked(run_for_query: Mapping[str, float]) -> list[tuple[str, float]]:
     return sorted(run_for_query.items(), key=lambda x: (x[1], x[0]), reverse=True)
 
 
+def run_top_k(run: Run, k: int) -> dict[str, dict[str, float]]:
+    """Each query's k best documents (trec_eval's order): the candidates a reranker sees."""
+    return {qid: dict(run_ranked(docs)[:k]) for qid, docs in run.items()}
+
+
 def run_format(run: Run, *, tag: str) -> Iterable[str]:
-    """Lines of a TREC run file: `qid Q0 docid rank score tag`."""
+    """Lines of a TREC run file: `qid Q0 docid rank score tag`. The score is written with Python's shortest
+    round-trip repr, so reading the file back gives the same floats (a score.json -> TREC -> score.json
+    round trip is exact)."""
     tag = "".join(tag.split()) or "run"
     for qid in run:
         for rank, (docid, score) in enumerate(run_ranked(run[qid]), 1):
-            yield f"{qid} Q0 {docid} {rank} {score:.9g} {tag}\n"
+            yield f"{qid} Q0 {docid} {rank} {float(score)!r} {tag}\n"
+
+
+def run_format_score_json(run: Run) -> str:
+    """`score.json` as Rank1 / LimRank publish runs: `{qid: {docid: score}}`, documents in rank order."""
+    import json
+
+    return json.dumps({qid: {d: float(s) for d, s in run_ranked(docs)} for qid, docs in run.items()})

@@ -15,6 +15,23 @@ from .models import Benchmark, BenchmarkQuery, EvalRun, ReferenceResult, Reranke
 _REPORTED_ONLY = {"FollowIR": "p_mrr", "LitSearch": "recall_5", "GPQA": "accuracy"}
 
 
+def eval_run_file(*, run: EvalRun, side: str = "og") -> dict[str, dict[str, float]]:
+    """The run an eval run wrote (`run[qid][docid] = score`); `side="changed"`: FollowIR's changed instruction.
+    FileNotFoundError when the run has no file (yet)."""
+    from pathlib import Path
+
+    from .benchmarks import read_run_trec
+
+    if not run.run_file:
+        raise FileNotFoundError(f"eval run {run.pk} has no run file yet")
+    path = Path(run.run_file)
+    if side == "changed":
+        path = path.with_name("run.changed.trec")
+    if not path.exists():
+        raise FileNotFoundError(f"eval run {run.pk}: run file missing ({path.name})")
+    return read_run_trec(path)
+
+
 def eval_run_list(*, benchmark: Benchmark | None = None) -> QuerySet[EvalRun]:
     qs = EvalRun.objects.select_related("benchmark", "model").order_by("-id")
     return qs.filter(benchmark=benchmark) if benchmark else qs

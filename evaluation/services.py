@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 
 DEMO_DIR = Path(__file__).resolve().parent / "data" / "scifact"
 DEMO_NAME = "scifact"
-FORMATS = ("beir", "trec", "bright", "followir", "litsearch")
+FORMATS = ("beir", "trec", "bright", "followir", "litsearch", "ir_datasets")
 _BATCH = 2000
 
 
@@ -53,8 +53,6 @@ def benchmark_import(*, parsed: fmt.ParsedBenchmark, replace: bool = False) -> B
 
 def benchmark_import_many(*, parsed_list: list[fmt.ParsedBenchmark], replace: bool = False) -> list[Benchmark]:
     """Write parsed benchmarks in one transaction: all of them or none (BRIGHT's 12 tasks go together)."""
-    from .metrics import run_format
-
     names = [p.name for p in parsed_list]
     existing = set(Benchmark.objects.filter(name__in=names).values_list("name", flat=True))
     if existing and not replace:
@@ -85,18 +83,16 @@ def benchmark_import_many(*, parsed_list: list[fmt.ParsedBenchmark], replace: bo
                  for side, by_q in parsed.qrels.items() for qid, docs in by_q.items() for docid, grade in docs.items()),
                 batch_size=_BATCH)
             for name, run in parsed.runs.items():
-                path = benchmark_run_path(bench, name)
-                path.parent.mkdir(parents=True, exist_ok=True)
-                with open(path, "w") as fh:
-                    fh.writelines(run_format(run, tag=name))
+                fmt.write_run(run, benchmark_run_path(bench, name), tag=name)
             out.append(bench)
     return out
 
 
 def benchmark_parse(*, format: str, path: str | Path | None = None, name: str, files: dict | None = None,
                     tasks: Iterable[str] | None = None, online: bool = False) -> list[fmt.ParsedBenchmark]:
-    """Parse any supported format. `path` is a folder (beir, bright, followir, litsearch); TREC takes `files`
-    (topics, qrels, optional run, corpus)."""
+    """Parse any supported format. `path` is a folder (beir, bright, followir, litsearch), a hub repository with
+    `online` (followir: e.g. jhu-clsp/core17-instructions), or an ir_datasets id; TREC takes `files`
+    (topics, qrels, optional run, corpus: jsonl, tsv or TREC SGML documents)."""
     if format == "beir":
         return [fmt.parse_beir(path, name=name)]
     if format == "trec":
@@ -111,7 +107,15 @@ def benchmark_parse(*, format: str, path: str | Path | None = None, name: str, f
             return fmt.parse_bright_hub(name=name, tasks=tasks)
         return fmt.parse_bright_local(path, name=name, tasks=tasks)
     if format == "followir":
+        if online:
+            if not path:
+                raise EvaluationError("FollowIR --online needs the hub repository (e.g. jhu-clsp/core17-instructions)")
+            return [fmt.parse_followir_hub(str(path), name=name)]
         return [fmt.parse_followir(path, name=name)]
+    if format == "ir_datasets":
+        if not path:
+            raise EvaluationError("give the ir_datasets id, e.g. disks45/nocr/trec-robust-2004")
+        return [fmt.parse_ir_datasets(str(path), name=name)]
     if format == "litsearch":
         return [fmt.parse_litsearch(path, name=name)]
     raise EvaluationError(f"unknown format {format!r} (one of {', '.join(FORMATS)})")
@@ -122,10 +126,16 @@ def benchmark_import_path(*, format: str, path: str | Path | None, name: str, re
 
 
 def benchmark_run_attach(*, benchmark: Benchmark, name: str, path: str | Path) -> Path:
-    """Attach an uploaded first-stage run to a benchmark (validated: known query and document ids)."""
-    from .metrics import run_format
-
+    """Attach a first-stage run (TREC or score.json) to a benchmark, validated: known query ids, and known
+    document ids when the benchmark has its documents. Stored as a TREC file with exact scores. Attaching
+    the same scores again is a no-op; different scores under a name an eval run already used are refused
+    (that run's first stage must stay what it was)."""
+    name = name.strip()
+    if not name or name == "bm25":
+        raise EvaluationError("a run needs a name other than 'bm25'")
     run = fmt.read_run(path)
+    if not run:
+        raise fmt.BenchmarkFormatError("the run is empty", file=path)
     qids = set(benchmark.queries.values_list("qid", flat=True))
     for qid in run:
         if qid not in qids:
@@ -137,10 +147,13 @@ def benchmark_run_attach(*, benchmark: Benchmark, name: str, path: str | Path) -
         if missing:
             raise fmt.BenchmarkFormatError(f"unknown document id {missing[0]!r} ({len(missing)} unknown)", file=path, field="docid")
     dest = benchmark_run_path(benchmark, name)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    with open(dest, "w") as fh:
-        fh.writelines(run_format(run, tag=name))
-    return dest
+    if dest.exists():
+        if fmt.read_run(dest) == run:
+            return dest
+        if EvalRun.objects.filter(benchmark=benchmark, first_stage=name).exists():
+            raise EvaluationError(f"{benchmark.name} already has a run named {name!r} with other scores, used by eval "
+                                  f"runs; attach this one under another name")
+    return fmt.write_run(run, dest, tag=name)
 
 
 def _existing_docids(benchmark: Benchmark, docids: set[str]) -> set[str]:
@@ -269,7 +282,7 @@ def _doc_texts(bench: Benchmark, docids: set[str] | None = None) -> dict[str, st
 def first_stage_run(*, benchmark: Benchmark, first_stage: str, top_k: int, queries: list[dict]) -> dict[str, dict[str, float]]:
     """The candidates: BM25 top-k (cached per benchmark) or an uploaded run cut to its top k; excluded ids dropped."""
     from .first_stage import bm25_retrieve
-    from .metrics import run_drop_excluded, run_ranked
+    from .metrics import run_drop_excluded, run_top_k
 
     excluded = {q["qid"]: q["excluded_ids"] for q in queries if q["excluded_ids"]}
     if first_stage == "bm25":
@@ -285,9 +298,9 @@ def first_stage_run(*, benchmark: Benchmark, first_stage: str, top_k: int, queri
     path = benchmark_run_path(benchmark, first_stage)
     if not path.exists():
         raise EvaluationError(f"uploaded run {first_stage!r} not found at {path}")
-    run = run_drop_excluded(fmt.read_run(path), excluded)
+    run = run_drop_excluded(fmt.read_run_trec(path), excluded)
     wanted = {q["qid"] for q in queries}
-    return {qid: dict(run_ranked(docs)[:top_k]) for qid, docs in run.items() if qid in wanted}
+    return run_top_k({qid: docs for qid, docs in run.items() if qid in wanted}, top_k)
 
 
 def _query_for(q: dict, *, side: str, followir: bool, task_prompt: str | None, use_instruction: bool) -> str:
@@ -337,7 +350,7 @@ def _chunks(pending: list[tuple[str, dict, list[str]]], size: int | None) -> Ite
 
 
 def _execute(run: EvalRun, *, on_progress=None) -> None:
-    from .metrics import evaluate, p_mrr, run_format
+    from .metrics import evaluate, p_mrr
     from .rerankers import POINTWISE_KINDS, reranker_for_model
 
     bench, model = run.benchmark, run.model
@@ -437,12 +450,9 @@ def _execute(run: EvalRun, *, on_progress=None) -> None:
     workdir = eval_run_dir(run)
     workdir.mkdir(parents=True, exist_ok=True)
     tag = f"limrank-{model.name}-{run.first_stage}"
-    run_path = workdir / "run.trec"
-    with open(run_path, "w") as fh:
-        fh.writelines(run_format(runs["og"], tag=tag))
+    run_path = fmt.write_run(runs["og"], workdir / "run.trec", tag=tag)
     if followir:
-        with open(workdir / "run.changed.trec", "w") as fh:
-            fh.writelines(run_format(runs["changed"], tag=tag))
+        fmt.write_run(runs["changed"], workdir / "run.changed.trec", tag=tag)
     with transaction.atomic():
         EvalQueryResult.objects.filter(run=run).delete()
         EvalQueryResult.objects.bulk_create(

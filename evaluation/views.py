@@ -6,7 +6,7 @@ import tempfile
 from pathlib import Path
 
 from django.contrib import messages
-from django.http import FileResponse, Http404
+from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
@@ -16,7 +16,7 @@ from limrank_app.roles import admin_required, reviewer_required
 from . import selectors, services
 from .benchmarks import BenchmarkFormatError
 from .forms import BenchmarkImportForm, EvalRunForm
-from .metrics import metric_label
+from .metrics import metric_label, run_format, run_format_score_json
 from .models import Benchmark, EvalRun
 
 
@@ -82,8 +82,8 @@ def benchmark_import(request):
                 _save_upload(f["changed_qrels"], tmp / "qrels" / "changed.tsv")
                 if f.get("corpus"):
                     _save_upload(f["corpus"], tmp / _gz(f["corpus"], "corpus.jsonl"))
-                if f.get("run"):
-                    _save_upload(f["run"], tmp / "top_ranked.trec")
+                if f.get("run"):  # FollowIR's top_ranked.jsonl (qid, pid), a TREC run or a score.json
+                    _save_upload(f["run"], tmp / ("top_ranked.jsonl" if f["run"].name.endswith(".jsonl") else "top_ranked.trec"))
                 benches = services.benchmark_import_path(format="followir", path=tmp, name=d["name"])
         except (BenchmarkFormatError, services.EvaluationError) as exc:
             # Uploaded files are saved under generic names: say which upload field the error is about.
@@ -135,17 +135,29 @@ def eval_run_detail(request, pk: int):
     return render(request, "evaluation/run_detail.html", {"run": run, "metrics": metrics, "rows": rows, "columns": columns})
 
 
+def run_file_response(scores: dict, *, filename: str, as_json: bool, tag: str):
+    """A download of a run: score.json or a TREC file (one rendering for the page and the API)."""
+    if as_json:
+        body, ctype, ext = run_format_score_json(scores), "application/json", "json"
+    else:
+        body, ctype, ext = "".join(run_format(scores, tag=tag)), "text/plain", "trec"
+    response = HttpResponse(body, content_type=ctype)
+    response["Content-Disposition"] = f'attachment; filename="{filename}.{ext}"'
+    return response
+
+
 @reviewer_required
 def eval_run_download(request, pk: int):
-    run = get_object_or_404(EvalRun, pk=pk)
-    side = request.GET.get("side", "og")
-    if not run.run_file:
-        raise Http404("no run file yet")
-    path = Path(run.run_file) if side != "changed" else Path(run.run_file).with_name("run.changed.trec")
-    if not path.exists():
-        raise Http404("run file missing")
-    name = f"evalrun-{run.pk}{'-changed' if side == 'changed' else ''}.trec"
-    return FileResponse(open(path, "rb"), as_attachment=True, filename=name, content_type="text/plain")
+    """The run file; `?side=changed` for FollowIR's changed instruction, `?file_format=json` for score.json."""
+    run = get_object_or_404(EvalRun.objects.select_related("model"), pk=pk)
+    side = "changed" if request.GET.get("side") == "changed" else "og"
+    try:
+        scores = selectors.eval_run_file(run=run, side=side)
+    except FileNotFoundError as exc:
+        raise Http404(str(exc)) from None
+    return run_file_response(scores, filename=f"evalrun-{run.pk}{'-changed' if side == 'changed' else ''}",
+                             as_json=request.GET.get("file_format") == "json",
+                             tag=f"limrank-{run.model.name}-{run.first_stage}")
 
 
 @admin_required

@@ -136,7 +136,10 @@ class ImportSerializer(serializers.Serializer):
 
 
 class ExampleImportSerializer(serializers.Serializer):
-    file = serializers.FileField(help_text='JSONL: {"query","passage","reasoning","label",...} or alpaca-style Rank1 rows')
+    file = serializers.FileField(help_text='JSONL: {"query","passage","reasoning","label",...} or alpaca-style Rank1 rows; '
+                                           "with format rank1-hf / limrank-hf, the authors' released file (parquet, JSONL, JSON array)")
+    format = serializers.ChoiceField(choices=["studio", "rank1-hf", "limrank-hf"], default="studio",
+                                     help_text="rank1-hf / limrank-hf: the authors' published schema (origin rank1 / synthetic)")
     origin = serializers.ChoiceField(choices=[Example.Origin.RANK1, Example.Origin.IMPORTED], default=Example.Origin.RANK1)
     dataset = serializers.PrimaryKeyRelatedField(queryset=Dataset.objects.all(), required=False, allow_null=True, default=None)
     status = serializers.ChoiceField(choices=Example.Status.choices, required=False, allow_null=True, default=None)

@@ -101,6 +101,9 @@ class ExampleViewSet(ImportActionMixin, viewsets.ReadOnlyModelViewSet):
         ser = s.ExampleImportSerializer(data=request.data)
         ser.is_valid(raise_exception=True)
         d = ser.validated_data
+        if d["format"] != "studio":
+            return self._import(request, imports.examples_import_authors, file=d["file"], format=d["format"],
+                                dataset=d["dataset"], status=d["status"])
         return self._import(request, imports.examples_import, file=d["file"], origin=d["origin"], dataset=d["dataset"], status=d["status"])
 
 

@@ -11,6 +11,7 @@ Public functions (all keyword-only; `file` is bytes, a binary file-like object, 
     seeds_import(*, file, filename, source="", progress=None) -> ImportResult
     personas_import(*, file, filename, source="personahub", progress=None) -> ImportResult
     examples_import(*, file, filename, origin="rank1", dataset=None, status=None, progress=None) -> ImportResult
+    examples_import_authors(*, format, file=None, filename="", online=False, dataset=None, status=None, progress=None) -> ImportResult
 
 `progress(done_lines, total_lines)` is called as lines are parsed (the commands hang tqdm on it).
 """
@@ -25,6 +26,7 @@ from typing import IO, Callable, Iterator
 
 from django.db import transaction
 
+from curation.protocol import INSTRUCTION as RANK1_INSTRUCTION
 from curation.hashing import example_content_hash, text_hash
 from curation.models import Dataset, Example, GeneratedQuery, Passage, Persona, SeedQuery
 
@@ -51,7 +53,7 @@ ProgressFn = Callable[[int, int], None]
 class ImportValidationError(ValueError):
     """A file that cannot be imported; nothing was written. `line` is 1-based, `field` may be empty."""
 
-    def __init__(self, message: str, *, line: int | None = None, field: str = "", filename: str = ""):
+    def __init__(self, message: str, *, line: int | None = None, field: str = "", filename: str = "", unit: str = "line"):
         self.message = message
         self.line = line
         self.field = field
@@ -60,7 +62,7 @@ class ImportValidationError(ValueError):
         if filename:
             where.append(filename)
         if line is not None:
-            where.append(f"line {line}")
+            where.append(f"{unit} {line}")  # "row" for parquet and JSON-array files, which have no lines
         if field:
             where.append(f"field '{field}'")
         super().__init__(f"{', '.join(where)}: {message}" if where else message)
@@ -300,21 +302,39 @@ def _label(obj: dict, line: int, filename: str) -> bool:
     raise ImportValidationError(f"expected true or false, got {_type_name(value)} {json.dumps(value)[:40]}", line=line, field=key, filename=filename)
 
 
+def _alpaca_fields(obj: dict, line: int, filename: str, *, strict: bool = False) -> dict:
+    """The alpaca-style training row (instruction / input / output) Rank1 and LimRank train on with LLaMA-Factory
+    (template `empty`: the prompt is `instruction + "\\n" + input`). `<think>` may end the input (the inference
+    prompt's last line) or open the output; both are accepted. `strict`: the instruction must be Rank1's, since
+    the studio rebuilds the prompt with it (a row trained on another instruction would not be that row)."""
+    raw_in = _text_field(obj, ("input",), line=line, filename=filename, limit_key="passage")
+    raw_out = _text_field(obj, ("output",), line=line, filename=filename, limit_key="reasoning")
+    if strict:
+        instruction = obj.get("instruction")
+        if not isinstance(instruction, str):
+            raise ImportValidationError(f"expected a string, got {_type_name(instruction)}", line=line, field="instruction", filename=filename)
+        if instruction.strip() != RANK1_INSTRUCTION:
+            raise ImportValidationError(f"expected Rank1's instruction {RANK1_INSTRUCTION!r}, got {instruction.strip()[:80]!r}",
+                                        line=line, field="instruction", filename=filename)
+    m_in, m_out = _ALPACA_INPUT.match(raw_in), _ALPACA_OUTPUT.match(raw_out)
+    if not m_in:
+        raise ImportValidationError("expected 'Query: ...' and 'Passage: ...' lines", line=line, field="input", filename=filename)
+    if not m_out:
+        raise ImportValidationError("expected the reasoning, then '</think> true' or '</think> false'", line=line, field="output", filename=filename)
+    query = _check_text(m_in["query"], label="query", key="input", line=line, filename=filename, required=True)
+    passage = _check_text(m_in["passage"], label="passage", key="input", line=line, filename=filename, required=True)
+    reasoning = m_out["reasoning"].strip()
+    if reasoning.startswith("<think>"):
+        reasoning = reasoning[len("<think>"):].strip()
+    if "<think>" in reasoning or "</think>" in reasoning:
+        raise ImportValidationError("the reasoning contains another <think> or </think>", line=line, field="output", filename=filename)
+    return {"query": query, "instruction": "", "title": "", "passage": passage, "reasoning": reasoning,
+            "label": m_out["answer"].lower() == "true", "domain": "", "qid": "", "docid": ""}
+
+
 def _example_fields(obj: dict, line: int, filename: str) -> dict:
     if "input" in obj and "output" in obj and "query" not in obj:
-        # The alpaca-style training row (instruction / input / output), as Rank1 and LimRank train on.
-        raw_in = _text_field(obj, ("input",), line=line, filename=filename, limit_key="passage")
-        raw_out = _text_field(obj, ("output",), line=line, filename=filename, limit_key="reasoning")
-        m_in, m_out = _ALPACA_INPUT.match(raw_in), _ALPACA_OUTPUT.match(raw_out)
-        if not m_in:
-            raise ImportValidationError("expected 'Query: ...' and 'Passage: ...' lines", line=line, field="input", filename=filename)
-        if not m_out:
-            raise ImportValidationError("expected the reasoning, then '</think> true' or '</think> false'", line=line, field="output", filename=filename)
-        query = _check_text(m_in["query"], label="query", key="input", line=line, filename=filename, required=True)
-        passage = _check_text(m_in["passage"], label="passage", key="input", line=line, filename=filename, required=True)
-        reasoning = m_out["reasoning"].replace("<think>", "").strip()
-        return {"query": query, "instruction": "", "title": "", "passage": passage, "reasoning": reasoning,
-                "label": m_out["answer"].lower() == "true", "domain": "", "qid": "", "docid": ""}
+        return _alpaca_fields(obj, line, filename)
     return {
         "query": _text_field(obj, ("query", "query_text"), line=line, filename=filename, limit_key="query"),
         "instruction": _text_field(obj, ("instruction",), line=line, filename=filename, required=False),
@@ -354,15 +374,22 @@ def examples_import(
     tick = _Progress(progress, _line_count(data))
     rows: list[dict] = []
     for line, text in _lines(data, filename):
-        row = _example_fields(_json_object(text, line, filename), line, filename)
+        rows.append(_example_fields(_json_object(text, line, filename), line, filename))
+        tick(line)
+    tick(tick.total, force=True)
+    return _examples_write(rows=rows, filename=filename, origin=origin, dataset=dataset, status=status)
+
+
+def _examples_write(*, rows: list[dict], filename: str, origin: str, dataset: Dataset | None, status: str,
+                    details: dict | None = None) -> ImportResult:
+    """Write parsed example rows in one transaction; rows whose content hash exists (in the database or earlier in
+    the file) are counted as duplicates and skipped."""
+    for row in rows:
         full_query = f"{row['query']} {row['instruction']}".strip()
         passage_full = f"{row['title']} {row['passage']}".strip()
         row["hash"] = example_content_hash(query=full_query, passage=passage_full, label=row["label"])
-        rows.append(row)
-        tick(line)
-    tick(tick.total, force=True)
-
-    result = ImportResult(kind="examples", filename=filename, lines=len(rows), details={"origin": origin, "status": status})
+    result = ImportResult(kind="examples", filename=filename, lines=len(rows),
+                          details={"origin": origin, "status": status, **(details or {})})
     with transaction.atomic():
         existing = _existing(Example, "content_hash", [r["hash"] for r in rows])
         fresh = []
@@ -401,3 +428,109 @@ def examples_import(
         result.created = len(examples)
         result.details.update(queries=len(queries), passages=len(passages))
     return result
+
+
+# ---------------------------------------------------------------- the authors' released training data
+
+# Where each format is published, and what its rows are in the studio. Schema and sources:
+# tests/curation/fixtures/authors/README.md and docs/data-formats.md.
+AUTHORS_FORMATS = {
+    # Rank1's MS MARCO training data (R1 reasoning, already filtered by its authors).
+    "rank1-hf": {"hub": "jhu-clsp/rank1-training-data", "data_files": None, "origin": Example.Origin.RANK1},
+    # LimRank's released training file (LLaMA-Factory dataset `limrank_data` -> train_limrank.json). Its Rank1 part
+    # is skipped as duplicates when rank1-hf was imported first; what is new enters as synthetic.
+    "limrank-hf": {"hub": "songtingyu/limrank-data", "data_files": "train_limrank.json", "origin": Example.Origin.SYNTHETIC},
+}
+AUTHORS_COLUMNS = ("instruction", "input", "output")
+
+
+def _authors_rows(data: bytes, filename: str) -> tuple[str, Iterator[tuple[int, dict]]]:
+    """(unit, rows) of a file as published: parquet (the hub's format), JSON lines, or one JSON array
+    (LLaMA-Factory's data files). Rows are numbered from 1."""
+    if filename.lower().endswith(".parquet") or data[:4] == b"PAR1":
+        import io
+
+        import pyarrow.parquet as pq
+
+        try:
+            table = pq.read_table(io.BytesIO(data))
+        except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for a damaged file
+            raise ImportValidationError(f"not a readable parquet file ({exc})", filename=filename) from None
+        return "row", enumerate(table.to_pylist(), start=1)
+    head = data.lstrip(b"\xef\xbb\xbf \t\r\n")[:1]
+    if head == b"[":
+        try:
+            rows = json.loads(data.decode("utf-8-sig"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ImportValidationError(f"not a valid JSON array ({exc})", filename=filename) from None
+        for i, row in enumerate(rows, start=1):
+            if not isinstance(row, dict):
+                raise ImportValidationError(f"expected a JSON object, got {_type_name(row)}", line=i, filename=filename, unit="row")
+        return "row", enumerate(rows, start=1)
+    return "line", ((line, _json_object(text, line, filename)) for line, text in _lines(data, filename))
+
+
+def _authors_hub_rows(fmt: dict) -> tuple[str, Iterator[tuple[int, dict]]]:
+    try:
+        from datasets import load_dataset
+    except ImportError as exc:  # datasets is in requirements.txt
+        raise ImportValidationError("install datasets (requirements.txt) to read from the hub") from exc
+    kwargs = {"data_files": fmt["data_files"]} if fmt["data_files"] else {}
+    try:
+        rows = load_dataset(fmt["hub"], split="train", **kwargs)
+    except Exception as exc:  # noqa: BLE001 - offline, missing repo, ...: say so, import nothing
+        raise ImportValidationError(f"cannot load {fmt['hub']} from the hub ({type(exc).__name__}: {exc}); "
+                                    f"download the file and import it by path", filename=fmt["hub"]) from None
+    return "row", enumerate(rows, start=1)
+
+
+def examples_import_authors(
+    *,
+    format: str,
+    file: bytes | IO[bytes] | str | os.PathLike | None = None,
+    filename: str = "",
+    online: bool = False,
+    dataset: Dataset | None = None,
+    status: str | None = None,
+    progress: ProgressFn | None = None,
+) -> ImportResult:
+    """The authors' training data in their published schema: rows `{"instruction", "input", "output"}` with Rank1's
+    instruction, `input` = `Query: ...\\nPassage: ...` and `output` = reasoning then `</think> true|false`.
+    From a local parquet / JSONL / JSON-array file, or (`online`) from the hub with `datasets`. All or nothing:
+    a bad row rejects the file, naming the row (or line) and the column. Rows enter `approved` (the authors
+    filtered them) unless `status` says otherwise."""
+    if format not in AUTHORS_FORMATS:
+        raise ImportValidationError(f"unknown format {format!r}; one of {', '.join(AUTHORS_FORMATS)}", field="format")
+    fmt = AUTHORS_FORMATS[format]
+    status = status or Example.Status.APPROVED
+    if status not in Example.Status.values:
+        raise ImportValidationError(f"unknown status {status!r}", field="status")
+    if online:
+        filename = f"hub:{fmt['hub']}" + (f"/{fmt['data_files']}" if fmt["data_files"] else "")
+        unit, source = _authors_hub_rows(fmt)
+    else:
+        if file is None:
+            raise ImportValidationError("no file given (or read the hub with online=True)", field="file")
+        if isinstance(file, (str, os.PathLike)):
+            if not Path(file).is_file():
+                raise ImportValidationError("no such file", filename=str(file))
+            filename = filename or Path(file).name
+        unit, source = _authors_rows(_read_bytes(file, filename), filename)
+    rows: list[dict] = []
+    ignored: set[str] = set()
+    for n, obj in source:
+        missing = [c for c in AUTHORS_COLUMNS if c not in obj]
+        if missing:
+            raise ImportValidationError(f"missing column(s) {', '.join(missing)} (the published schema is "
+                                        f"{', '.join(AUTHORS_COLUMNS)})", line=n, field=missing[0], filename=filename, unit=unit)
+        ignored.update(k for k in obj if k not in AUTHORS_COLUMNS)
+        try:
+            rows.append(_alpaca_fields(obj, n, filename, strict=True))
+        except ImportValidationError as exc:
+            raise ImportValidationError(exc.message, line=exc.line, field=exc.field, filename=filename, unit=unit) from None
+    if not rows:
+        raise ImportValidationError("no rows", filename=filename)
+    if progress:
+        progress(len(rows), len(rows))
+    return _examples_write(rows=rows, filename=filename, origin=fmt["origin"], dataset=dataset, status=status,
+                           details={"format": format, "ignored_columns": sorted(ignored)})

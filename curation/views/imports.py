@@ -14,7 +14,9 @@ from limrank_app.roles import admin_required
 class ImportForm(forms.Form):
     kind = forms.ChoiceField(label="What", choices=[("seeds", "Seed queries (MS MARCO TSV or JSONL)"),
                                                    ("personas", "Personas (PersonaHub JSONL)"),
-                                                   ("examples", "Examples (Rank1-format JSONL)")])
+                                                   ("examples", "Examples (Rank1-format JSONL)"),
+                                                   ("rank1-hf", "Rank1's released training data (jhu-clsp/rank1-training-data: parquet, JSONL)"),
+                                                   ("limrank-hf", "LimRank's released training data (train_limrank.json)")])
     file = forms.FileField(label="File")
     origin = forms.ChoiceField(label="Origin of examples", choices=[("rank1", "Rank1"), ("imported", "Imported")], required=False)
     dataset = forms.CharField(label="Dataset for examples (created if missing)", max_length=120, required=False)
@@ -36,7 +38,10 @@ def import_upload(request):
                     else:
                         name = form.cleaned_data["dataset"].strip()
                         dataset = Dataset.objects.get_or_create(name=name, defaults={"created_by": request.user})[0] if name else None
-                        result = services.examples_import(file=upload, filename=upload.name, origin=form.cleaned_data["origin"] or "rank1", dataset=dataset)
+                        if kind in services.AUTHORS_FORMATS:
+                            result = services.examples_import_authors(format=kind, file=upload, filename=upload.name, dataset=dataset)
+                        else:
+                            result = services.examples_import(file=upload, filename=upload.name, origin=form.cleaned_data["origin"] or "rank1", dataset=dataset)
             except services.ImportValidationError as exc:
                 error = exc
             else:

@@ -20,6 +20,12 @@ class BenchmarkImportSerializer(serializers.Serializer):
     run = serializers.FileField(required=False)
 
 
+class BenchmarkRunUploadSerializer(serializers.Serializer):
+    file = serializers.FileField(help_text="a TREC run (qid Q0 docid rank score tag) or score.json ({qid: {docid: score}})")
+    name = serializers.RegexField(r"^[A-Za-z0-9_.-]{1,64}$", required=False,
+                                  help_text="the run's name (default: the file's stem, or its folder for score.json)")
+
+
 class RerankerModelSerializer(serializers.ModelSerializer):
     class Meta:
         model = RerankerModel

@@ -6,7 +6,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from django.http import FileResponse, Http404
+from django.http import Http404
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
@@ -17,8 +17,9 @@ from rest_framework.views import APIView
 from limrank_app.api.permissions import IsReviewer, ReviewerReadAdminWrite
 
 from .. import selectors, services
-from ..benchmarks import BenchmarkFormatError
+from ..benchmarks import BenchmarkFormatError, run_name_from_path
 from ..models import Benchmark, EvalRun, ReferenceResult, RerankerModel
+from ..views import run_file_response
 from . import serializers as s
 
 
@@ -69,8 +70,8 @@ class BenchmarkViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.
                 save(d["changed_qrels"], tmp / "qrels" / "changed.tsv")
                 if "corpus" in d:
                     save(d["corpus"], tmp / gz(d["corpus"], "corpus.jsonl"))
-                if "run" in d:
-                    save(d["run"], tmp / "top_ranked.trec")
+                if "run" in d:  # FollowIR's top_ranked.jsonl (qid, pid), a TREC run or a score.json
+                    save(d["run"], tmp / ("top_ranked.jsonl" if d["run"].name.endswith(".jsonl") else "top_ranked.trec"))
                 benches = services.benchmark_import_path(format="followir", path=tmp, name=d["name"])
         except BenchmarkFormatError as exc:
             return Response({"detail": f"nothing imported: {exc}", "file": Path(exc.file).name, "line": exc.line,
@@ -80,6 +81,33 @@ class BenchmarkViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         return Response(s.BenchmarkSerializer(benches[0]).data, status=status.HTTP_201_CREATED)
+
+
+    @extend_schema(request=s.BenchmarkRunUploadSerializer, responses={201: dict})
+    @action(detail=True, methods=["post"], url_path="runs", parser_classes=[MultiPartParser, FormParser])
+    def runs(self, request, pk=None):
+        """Attach a first-stage run (TREC or score.json) to this benchmark (admin)."""
+        bench = self.get_object()
+        inp = s.BenchmarkRunUploadSerializer(data=request.data)
+        inp.is_valid(raise_exception=True)
+        upload = inp.validated_data["file"]
+        name = inp.validated_data.get("name") or run_name_from_path(upload.name)
+        tmp = Path(tempfile.mkdtemp(prefix="limrank-api-run-"))
+        try:
+            path = tmp / Path(upload.name).name
+            with open(path, "wb") as fh:
+                for chunk in upload.chunks():
+                    fh.write(chunk)
+            services.benchmark_run_attach(benchmark=bench, name=name, path=path)
+        except BenchmarkFormatError as exc:
+            return Response({"detail": f"run not attached: {exc}", "file": Path(exc.file).name, "line": exc.line,
+                             "field": exc.field}, status=status.HTTP_400_BAD_REQUEST)
+        except services.EvaluationError as exc:
+            return Response({"detail": f"run not attached: {exc}"}, status=status.HTTP_400_BAD_REQUEST)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return Response({"benchmark": bench.pk, "name": name, "first_stages": services.benchmark_first_stages(bench)},
+                        status=status.HTTP_201_CREATED)
 
 
 class RerankerModelViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, viewsets.GenericViewSet):
@@ -120,19 +148,21 @@ class EvalRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Cr
         page = self.paginate_queryset(run.query_results.order_by("id"))
         return self.get_paginated_response(s.EvalQueryResultSerializer(page, many=True).data)
 
-    @extend_schema(responses={(200, "text/plain"): bytes},
-                   parameters=[OpenApiParameter("side", str, enum=["og", "changed"], required=False)])
+    @extend_schema(responses={(200, "text/plain"): bytes, (200, "application/json"): dict},
+                   parameters=[OpenApiParameter("side", str, enum=["og", "changed"], required=False),
+                               OpenApiParameter("file_format", str, enum=["trec", "json"], required=False,
+                                                description="trec (default) or json: score.json, {qid: {docid: score}}")])
     @action(detail=True, methods=["get"], url_path="run-file")
     def run_file(self, request, pk=None):
         run = self.get_object()
-        if not run.run_file:
-            raise Http404("no run file yet")
-        path = Path(run.run_file)
-        if request.query_params.get("side") == "changed":
-            path = path.with_name("run.changed.trec")
-        if not path.exists():
-            raise Http404("run file missing")
-        return FileResponse(open(path, "rb"), as_attachment=True, filename=f"evalrun-{run.pk}.trec", content_type="text/plain")
+        side = "changed" if request.query_params.get("side") == "changed" else "og"
+        as_json = request.query_params.get("file_format") == "json"
+        try:
+            scores = selectors.eval_run_file(run=run, side=side)
+        except FileNotFoundError as exc:
+            raise Http404(str(exc)) from None
+        return run_file_response(scores, filename=f"evalrun-{run.pk}{'-changed' if side == 'changed' else ''}",
+                                          as_json=as_json, tag=f"limrank-{run.model.name}-{run.first_stage}")
 
 
 class ReferenceResultViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):

@@ -47,11 +47,11 @@ def test_run_page_and_download(reviewer_client, measured):
     r = reviewer_client.get(reverse("evaluation:run_detail", args=[measured.pk]))
     assert r.status_code == 200 and b"Per query" in r.content and b"nDCG@10" in r.content
     dl = reviewer_client.get(reverse("evaluation:run_download", args=[measured.pk]))
-    body = b"".join(dl.streaming_content).decode()
+    body = dl.content.decode()
     first = body.splitlines()[0].split()
     assert len(first) == 6 and first[1] == "Q0" and first[3] == "1"
     api = reviewer_client.get(reverse("api-eval-run-run-file", args=[measured.pk]))
-    assert b"".join(api.streaming_content).decode() == body
+    assert api.content.decode() == body
     q = reviewer_client.get(reverse("api-eval-run-queries", args=[measured.pk])).json()
     assert len(q["results"]) == 12 and "ndcg_cut_10" in q["results"][0]["metrics"]
 

@@ -1,5 +1,10 @@
-"""manage.py evaluate --benchmark NAME --model bm25|MODEL_NAME [--top-k 100] [--run-out FILE] [--foreground]"""
-import shutil
+"""manage.py evaluate --benchmark NAME --model bm25|MODEL_NAME [--first-stage bm25|RUN_NAME|FILE] [--top-k 100]
+[--run-out FILE] [--foreground]
+
+`--first-stage FILE` takes a TREC run or a `score.json` ({qid: {docid: score}}, as Rank1 and LimRank publish
+their first stages): it is attached to the benchmark (named after the file) and its top k are reranked.
+`--run-out FILE` writes the result as score.json when FILE ends in `.json`, as a TREC run otherwise."""
+from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
@@ -10,9 +15,13 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--benchmark", required=True, help="benchmark name (BRIGHT: NAME/task, or NAME for all tasks)")
         parser.add_argument("--model", required=True, help="bm25, or a registered reranker model's name")
-        parser.add_argument("--first-stage", default="bm25", help="bm25 or the name of an uploaded run")
-        parser.add_argument("--top-k", type=int, default=100)
-        parser.add_argument("--run-out", help="copy the TREC run file here (foreground only)")
+        parser.add_argument("--first-stage", default="bm25",
+                            help="bm25, the name of an uploaded run, or a run file (TREC or score.json) to attach and rerank")
+        parser.add_argument("--first-stage-name", default="",
+                            help="name for a --first-stage FILE (default: the file's stem, or its folder for score.json)")
+        parser.add_argument("--top-k", type=int, default=100, help="rerank this many candidates per query (default 100)")
+        parser.add_argument("--run-out", help="write the run here (foreground only): score.json if it ends in .json, "
+                                              "TREC otherwise; FollowIR's changed-instruction run goes beside it")
         parser.add_argument("--foreground", action="store_true", help="run in this process instead of a worker")
         parser.add_argument("--no-prompt", action="store_true",
                             help="causal LM: leave out the reference's per-task prompt (see manage.py rerank_prompt)")
@@ -23,8 +32,12 @@ class Command(BaseCommand):
     def handle(self, *args, **o):
         from tqdm import tqdm
 
+        from evaluation.benchmarks import BenchmarkFormatError, run_name_from_path, write_run
         from evaluation.models import Benchmark, EvalRun, RerankerModel
-        from evaluation.services import EvaluationError, benchmark_demo_ensure, eval_run_create, eval_run_execute
+        from evaluation.services import (
+            EvaluationError, benchmark_demo_ensure, benchmark_run_attach, eval_run_create, eval_run_execute,
+        )
+        from evaluation.selectors import eval_run_file
 
         if o["model"] == "bm25":
             benchmark_demo_ensure() if o["benchmark"] == "scifact" else None
@@ -39,10 +52,23 @@ class Command(BaseCommand):
             raise CommandError(f"no benchmark named {o['benchmark']!r}")
         if o["run_out"] and (len(benches) > 1 or not o["foreground"]):
             raise CommandError("--run-out needs --foreground and a single benchmark")
+        first_stage = o["first_stage"]
+        stage_file = Path(first_stage)
+        if first_stage != "bm25" and (stage_file.is_file() or stage_file.suffix.lower() in (".json", ".trec", ".txt")):
+            if not stage_file.is_file():
+                raise CommandError(f"--first-stage {first_stage}: no such file")
+            if len(benches) > 1:
+                raise CommandError("--first-stage FILE needs a single benchmark (a run file belongs to one task)")
+            first_stage = o["first_stage_name"] or run_name_from_path(stage_file)
+            try:
+                benchmark_run_attach(benchmark=benches[0], name=first_stage, path=stage_file)
+            except (BenchmarkFormatError, EvaluationError) as exc:
+                raise CommandError(f"--first-stage: {exc}") from exc
+            self.stdout.write(f"first stage {first_stage!r} attached to {benches[0].name} from {stage_file}")
         for bench in benches:
             try:
                 params = {k: o[k] for k in ("no_prompt", "task", "subtask") if o[k]}
-                run = eval_run_create(benchmark=bench, model=model, first_stage=o["first_stage"], top_k=o["top_k"],
+                run = eval_run_create(benchmark=bench, model=model, first_stage=first_stage, top_k=o["top_k"],
                                       params=params, enqueue=not o["foreground"])
             except EvaluationError as exc:
                 raise CommandError(str(exc)) from exc
@@ -67,5 +93,11 @@ class Command(BaseCommand):
             if run.params.get("pairs_per_second"):
                 self.stdout.write(f"  reranked {run.params['pairs_scored']} pairs at {run.params['pairs_per_second']} pairs/s")
             if o["run_out"]:
-                shutil.copyfile(run.run_file, o["run_out"])
-                self.stdout.write(f"  run file: {o['run_out']}")
+                out = Path(o["run_out"])
+                tag = f"limrank-{model.name}-{run.first_stage}"
+                write_run(eval_run_file(run=run), out, tag=tag)
+                self.stdout.write(f"  run file: {out}")
+                if bench.format == Benchmark.Format.FOLLOWIR:
+                    changed = out.with_name(f"{out.stem}.changed{out.suffix}")
+                    write_run(eval_run_file(run=run, side="changed"), changed, tag=tag)
+                    self.stdout.write(f"  changed-instruction run file: {changed}")

@@ -55,6 +55,7 @@ TABLE: list[tuple[str, str, str]] = [
     ("GET", "/api/benchmarks/", RRAW),
     ("POST", "/api/benchmarks/", RRAW),
     ("GET", "/api/benchmarks/{id}/", RRAW),
+    ("POST", "/api/benchmarks/{id}/runs/", RRAW),
     ("GET", "/api/reranker-models/", RRAW),
     ("POST", "/api/reranker-models/", RRAW),
     ("GET", "/api/reranker-models/{id}/", RRAW),
