@@ -6,8 +6,8 @@ from django.contrib import messages
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from curation.models import ApiToken
-from curation.services.tokens import api_token_create, api_token_revoke
+from limrank_app.models import ApiToken
+from limrank_app.services import api_token_create, api_token_revoke
 from limrank_app.roles import reviewer_required
 
 
