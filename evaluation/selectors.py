@@ -10,6 +10,7 @@ from limrank_app.jobs import JobStatus
 from .benchmarks import BRIGHT_TASKS
 from .metrics import metric_label
 from .models import Benchmark, BenchmarkQuery, EvalRun, ReferenceResult, RerankerModel
+from .plots import leaderboard_bar_svg
 
 # Reported benchmarks with no local data still get their column (headline metric as published).
 _REPORTED_ONLY = {"FollowIR": "p_mrr", "LitSearch": "recall_5", "GPQA": "accuracy"}
@@ -126,8 +127,6 @@ def leaderboard(*, sort: str = "", descending: bool = True) -> dict:
 
 def leaderboard_plots(board: dict) -> list[dict]:
     """One plot per benchmark (per group's headline column): measured vs reported bars."""
-    from .plots import leaderboard_bar_svg
-
     plots = []
     headline = [c for c in board["columns"] if c["is_avg"] or (c["group"] == c["key"])]
     for col in headline:

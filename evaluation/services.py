@@ -11,10 +11,17 @@ from typing import Callable, Iterable
 from django.conf import settings
 from django.db import transaction
 
-from limrank_app.jobs import JobStatus, job_claim, job_finish, job_progress
+from limrank_app.jobs import JobStatus, job_cancel, job_claim, job_finish, job_progress
+from training.models import ModelArtifact
 
 from . import benchmarks as fmt
+from . import tasks
+from .first_stage import BM25_PARAMS, bm25_retrieve
+from .metrics import evaluate, p_mrr, run_drop_excluded, run_format, run_ranked
 from .models import Benchmark, BenchmarkDocument, BenchmarkQuery, EvalQueryResult, EvalRun, Qrel, ReferenceResult, RerankerModel
+from .reference_figures import reference_rows
+from .rerankers import reranker_for_model
+from .rerankers.prompts import BRIGHT_QUERY_WRAPPERS, query_text
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +58,6 @@ def benchmark_import(*, parsed: fmt.ParsedBenchmark, replace: bool = False) -> B
 
 def benchmark_import_many(*, parsed_list: list[fmt.ParsedBenchmark], replace: bool = False) -> list[Benchmark]:
     """Write parsed benchmarks in one transaction: all of them or none (BRIGHT's 12 tasks go together)."""
-    from .metrics import run_format
-
     names = [p.name for p in parsed_list]
     existing = set(Benchmark.objects.filter(name__in=names).values_list("name", flat=True))
     if existing and not replace:
@@ -121,8 +126,6 @@ def benchmark_import_path(*, format: str, path: str | Path | None, name: str, re
 
 def benchmark_run_attach(*, benchmark: Benchmark, name: str, path: str | Path) -> Path:
     """Attach an uploaded first-stage run to a benchmark (validated: known query and document ids)."""
-    from .metrics import run_format
-
     run = fmt.read_run(path)
     qids = set(benchmark.queries.values_list("qid", flat=True))
     for qid in run:
@@ -171,10 +174,24 @@ def benchmark_demo_ensure() -> Benchmark:
     return bench
 
 
+def reranker_model_from_artifact(*, artifact: ModelArtifact) -> RerankerModel:
+    """The scorable model of a training artifact, named after it (idempotent: a retried job updates it)."""
+    causal = artifact.kind in (ModelArtifact.Kind.LORA_ADAPTER, ModelArtifact.Kind.FULL_MODEL)
+    model, _ = RerankerModel.objects.update_or_create(
+        name=artifact.name,
+        defaults={
+            "kind": RerankerModel.Kind.CAUSAL_LM if causal else RerankerModel.Kind.CROSS_ENCODER,
+            "path": artifact.path, "base_model": artifact.base_model, "artifact": artifact,
+            "config": {"backend": "transformers", "adapter": artifact.kind == ModelArtifact.Kind.LORA_ADAPTER,
+                       "prompt": "rank1" if causal else "pair",
+                       "max_length": artifact.hyperparameters.get("max_length"), "loader": "training.lora.reranker_load"},
+        },
+    )
+    return model
+
+
 def reference_results_ensure() -> int:
     """Idempotent: the published figures of limrank.md, each with its citation and first stage."""
-    from .reference_figures import reference_rows
-
     n = 0
     for row in reference_rows():
         key = {k: row[k] for k in ("system", "benchmark", "metric")}
@@ -205,15 +222,11 @@ def eval_run_create(*, benchmark: Benchmark, model: RerankerModel, first_stage: 
     run = EvalRun.objects.create(benchmark=benchmark, model=model, first_stage=first_stage, top_k=int(top_k),
                                  params=params or {}, created_by=created_by)
     if enqueue:
-        from .tasks import eval_run_execute_task
-
-        transaction.on_commit(lambda: eval_run_execute_task.delay(run.pk))
+        transaction.on_commit(lambda: tasks.eval_run_execute_task.delay(run.pk))
     return run
 
 
 def eval_run_cancel(*, run: EvalRun) -> EvalRun:
-    from limrank_app.jobs import job_cancel
-
     job_cancel(run)
     return run
 
@@ -265,9 +278,6 @@ def _doc_texts(bench: Benchmark, docids: set[str] | None = None) -> dict[str, st
 
 def first_stage_run(*, benchmark: Benchmark, first_stage: str, top_k: int, queries: list[dict]) -> dict[str, dict[str, float]]:
     """The candidates: BM25 top-k (cached per benchmark) or an uploaded run cut to its top k; excluded ids dropped."""
-    from .first_stage import bm25_retrieve
-    from .metrics import run_drop_excluded, run_ranked
-
     excluded = {q["qid"]: q["excluded_ids"] for q in queries if q["excluded_ids"]}
     if first_stage == "bm25":
         def documents():
@@ -288,8 +298,6 @@ def first_stage_run(*, benchmark: Benchmark, first_stage: str, top_k: int, queri
 
 
 def _query_for(q: dict, *, side: str, followir: bool, wrapper: str, use_instruction: bool) -> str:
-    from .rerankers.prompts import query_text
-
     instruction = ""
     if followir:
         instruction = q["instruction"] if side == "og" else q["changed_instruction"]
@@ -299,10 +307,6 @@ def _query_for(q: dict, *, side: str, followir: bool, wrapper: str, use_instruct
 
 
 def _execute(run: EvalRun, *, on_progress=None) -> None:
-    from .metrics import evaluate, p_mrr, run_format
-    from .rerankers import reranker_for_model
-    from .rerankers.prompts import BRIGHT_QUERY_WRAPPERS
-
     bench, model = run.benchmark, run.model
     followir = bench.format == Benchmark.Format.FOLLOWIR
     sides = ["og", "changed"] if followir else ["og"]
@@ -315,8 +319,6 @@ def _execute(run: EvalRun, *, on_progress=None) -> None:
     params = dict(run.params)
     params.update(first_stage_seconds=round(first_stage_seconds, 3), n_queries=len(queries))
     if run.first_stage == "bm25":
-        from .first_stage import BM25_PARAMS
-
         params["bm25"] = BM25_PARAMS
 
     if model.kind == RerankerModel.Kind.BM25:

@@ -1,4 +1,6 @@
-"""Worker lifecycle: a heartbeat thread for /healthz, and recovery of jobs orphaned by a killed worker."""
+"""Worker lifecycle: a heartbeat thread for /healthz, and recovery of jobs orphaned by a killed worker.
+
+Imported by LimrankAppConfig.ready(), once the models are loaded, which connects the receivers below."""
 from __future__ import annotations
 
 import logging
@@ -6,6 +8,10 @@ import threading
 
 from celery import signals
 from celery.contrib.testing.worker import test_worker_started, test_worker_stopped
+from django.conf import settings
+from django.db import close_old_connections
+
+from limrank_app.services import job_orphans_requeue, worker_heartbeat_record, worker_heartbeat_stop
 
 log = logging.getLogger(__name__)
 _stop = threading.Event()
@@ -22,10 +28,6 @@ def _hostname(sender) -> str:
 
 
 def _beat(hostname: str, queues: str, interval: float) -> None:
-    from django.db import close_old_connections
-
-    from limrank_app.services import worker_heartbeat_record
-
     while not _stop.wait(interval):
         try:
             worker_heartbeat_record(hostname=hostname, queues=queues)
@@ -36,10 +38,6 @@ def _beat(hostname: str, queues: str, interval: float) -> None:
 
 
 def _started(hostname: str, app) -> None:
-    from django.conf import settings
-
-    from limrank_app.services import job_orphans_requeue, worker_heartbeat_record
-
     queues = ",".join(sorted(app.amqp.queues.consume_from)) if app is not None else ""
     worker_heartbeat_record(hostname=hostname, queues=queues, started=True)
     _stop.clear()
@@ -53,8 +51,6 @@ def _started(hostname: str, app) -> None:
 
 
 def _stopped(hostname: str) -> None:
-    from limrank_app.services import worker_heartbeat_stop
-
     _stop.set()
     try:
         worker_heartbeat_stop(hostname=hostname)

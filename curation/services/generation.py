@@ -39,7 +39,8 @@ from curation.models import (
     Dataset, Example, GeneratedQuery, GenerationRun, LLMCall, Passage, Persona, PromptTemplate, SeedQuery,
 )
 from curation.services.prompts import prompt_active, prompt_render
-from limrank_app.jobs import JobStatus, job_finish, job_progress
+from curation import tasks
+from limrank_app.jobs import JobStatus, job_cancel, job_finish, job_progress
 
 log = logging.getLogger(__name__)
 
@@ -114,9 +115,7 @@ def generation_run_create(
 
 
 def _enqueue_on_commit(run_id: int) -> None:
-    from curation.tasks import generation_run_execute_task
-
-    transaction.on_commit(lambda: generation_run_execute_task.delay(run_id))
+    transaction.on_commit(lambda: tasks.generation_run_execute_task.delay(run_id))
 
 
 def _expected_examples(params: dict) -> int:
@@ -137,8 +136,6 @@ def generation_run_resume(*, run: GenerationRun, enqueue: bool = True) -> Genera
 
 
 def generation_run_cancel(*, run: GenerationRun) -> GenerationRun:
-    from limrank_app.jobs import job_cancel
-
     job_cancel(run)
     return run
 

@@ -12,6 +12,7 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
+from curation import review_charts
 from curation.models import Dataset, GenerationRun, ReviewClaim
 from curation.selectors import review as sel
 from curation.services import review as svc
@@ -225,8 +226,6 @@ def review_browse(request):
 @admin_required
 @require_GET
 def review_quality(request):
-    from curation import review_charts
-
     dataset = None
     if request.GET.get("dataset", "").isdigit():
         dataset = get_object_or_404(Dataset, pk=int(request.GET["dataset"]))

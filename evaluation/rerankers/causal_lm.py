@@ -12,6 +12,8 @@ import math
 from pathlib import Path
 from typing import Sequence
 
+from training.lora import causal_lm_score_pairs
+
 from .base import Reranker, require
 from .prompts import FALSE_TOKEN, STOP_STRINGS, TRUE_TOKEN, rank1_prompt, truncate_at_sentence
 
@@ -67,11 +69,7 @@ class CausalLMReranker(Reranker):
         self.model = model.to(self.device).eval()
         self.true_id, self.false_id = answer_token_ids(self.tokenizer)
         self.max_new_tokens, self.batch_size, self.max_length = max_new_tokens, batch_size, max_length
-        try:
-            from training.lora import causal_lm_score_pairs as shared
-        except ImportError:
-            shared = None
-        self._shared_scorer = shared
+        self._shared_scorer = causal_lm_score_pairs
 
     # -- scoring helpers
     def _next_token_logprobs(self, texts: list[str]) -> list[tuple[float, float]]:

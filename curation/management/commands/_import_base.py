@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
+from curation.services.imports import ImportValidationError
 
 
 class ImportCommand(BaseCommand):
@@ -17,8 +18,6 @@ class ImportCommand(BaseCommand):
 
     def handle(self, *args, **options):
         from tqdm import tqdm
-
-        from curation.services.imports import ImportValidationError
 
         path = Path(options["file"])
         if not path.is_file():

@@ -1,5 +1,7 @@
 """manage.py import_examples FILE --origin rank1|imported [--dataset NAME] [--status STATUS]."""
 from ._import_base import ImportCommand
+from curation.models import Dataset
+from curation.services.imports import examples_import
 
 
 class Command(ImportCommand):
@@ -14,9 +16,6 @@ class Command(ImportCommand):
 
     def run_import(self, path, *, progress, **options):
         from django.db import transaction
-
-        from curation.models import Dataset
-        from curation.services.imports import examples_import
 
         with transaction.atomic():  # a rejected file leaves no new dataset behind either
             dataset = Dataset.objects.get_or_create(name=options["dataset"])[0] if options["dataset"] else None

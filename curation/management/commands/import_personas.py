@@ -1,5 +1,6 @@
 """manage.py import_personas FILE: PersonaHub JSONL ({"persona": ...})."""
 from ._import_base import ImportCommand
+from curation.services.imports import personas_import
 
 
 class Command(ImportCommand):
@@ -11,6 +12,4 @@ class Command(ImportCommand):
         parser.add_argument("--source", default="personahub")
 
     def run_import(self, path, *, progress, **options):
-        from curation.services.imports import personas_import
-
         return personas_import(file=path, filename=path, source=options["source"], progress=progress)

@@ -1,5 +1,6 @@
 """manage.py import_seeds FILE: MS MARCO topics (qid<TAB>query) or JSONL seed queries."""
 from ._import_base import ImportCommand
+from curation.services.imports import seeds_import
 
 
 class Command(ImportCommand):
@@ -11,6 +12,4 @@ class Command(ImportCommand):
         parser.add_argument("--source", default="", help="source label (default: msmarco for TSV, jsonl for JSONL)")
 
     def run_import(self, path, *, progress, **options):
-        from curation.services.imports import seeds_import
-
         return seeds_import(file=path, filename=path, source=options["source"], progress=progress)

@@ -1,5 +1,8 @@
 """manage.py synthesize: a generation run in the foreground (same service as the Celery task), with a progress bar."""
 from django.core.management.base import BaseCommand, CommandError
+from curation.models import Dataset, GenerationRun
+from curation.services.generation import generation_run_create, generation_run_execute, generation_run_resume
+from limrank_app.jobs import JobStatus, job_claim
 
 
 class Command(BaseCommand):
@@ -23,10 +26,6 @@ class Command(BaseCommand):
 
     def handle(self, *args, **o):
         from tqdm import tqdm
-
-        from curation.models import Dataset, GenerationRun
-        from curation.services.generation import generation_run_create, generation_run_execute, generation_run_resume
-        from limrank_app.jobs import JobStatus, job_claim
 
         if o["resume"]:
             run = GenerationRun.objects.filter(pk=o["resume"]).first()

@@ -2,6 +2,8 @@
 import shutil
 
 from django.core.management.base import BaseCommand, CommandError
+from evaluation.models import Benchmark, EvalRun, RerankerModel
+from evaluation.services import EvaluationError, benchmark_demo_ensure, eval_run_create, eval_run_execute
 
 
 class Command(BaseCommand):
@@ -17,9 +19,6 @@ class Command(BaseCommand):
 
     def handle(self, *args, **o):
         from tqdm import tqdm
-
-        from evaluation.models import Benchmark, EvalRun, RerankerModel
-        from evaluation.services import EvaluationError, benchmark_demo_ensure, eval_run_create, eval_run_execute
 
         if o["model"] == "bm25":
             benchmark_demo_ensure() if o["benchmark"] == "scifact" else None

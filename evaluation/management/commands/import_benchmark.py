@@ -1,5 +1,7 @@
 """manage.py import_benchmark --format beir|trec|bright|followir|litsearch PATH --name NAME"""
 from django.core.management.base import BaseCommand, CommandError
+from evaluation.benchmarks import BenchmarkFormatError
+from evaluation.services import EvaluationError, benchmark_import_path
 
 
 class Command(BaseCommand):
@@ -18,9 +20,6 @@ class Command(BaseCommand):
         parser.add_argument("--replace", action="store_true", help="replace a benchmark of that name (if it has no runs)")
 
     def handle(self, *args, **o):
-        from evaluation.benchmarks import BenchmarkFormatError
-        from evaluation.services import EvaluationError, benchmark_import_path
-
         kw = {}
         if o["format"] == "trec":
             kw["files"] = {"topics": o["path"], "qrels": o["qrels"], "run": o["run"], "corpus": o["corpus"],
