@@ -73,6 +73,8 @@ class Dataset(models.Model):
 class GenerationRun(JobState):
     """One run of the synthesizer: seeds x personas -> queries -> passages -> judged examples."""
 
+    execute_task = "curation.tasks.generation_run_execute_task"
+
     name = models.CharField(max_length=200, blank=True)
     dataset = models.ForeignKey(Dataset, null=True, blank=True, on_delete=models.SET_NULL, related_name="generation_runs")
     params = models.JSONField(default=dict, blank=True, help_text="n_seeds, n_personas, random_seed, in_flight, consistency_k, models")

@@ -11,16 +11,11 @@ from celery.contrib.testing.worker import test_worker_started, test_worker_stopp
 from django.conf import settings
 from django.db import close_old_connections
 
+from limrank_app.jobs import recoverable_jobs
 from limrank_app.services import job_orphans_requeue, worker_heartbeat_record, worker_heartbeat_stop
 
 log = logging.getLogger(__name__)
 _stop = threading.Event()
-# Job models whose stale 'running' rows are re-enqueued at worker start: "app_label.Model" -> task name.
-RECOVERABLE_JOBS = {
-    "curation.GenerationRun": "curation.tasks.generation_run_execute_task",
-    "training.TrainingJob": "training.tasks.training_job_execute_task",
-    "evaluation.EvalRun": "evaluation.tasks.eval_run_execute_task",
-}
 
 
 def _hostname(sender) -> str:
@@ -45,7 +40,7 @@ def _started(hostname: str, app) -> None:
         target=_beat, args=(hostname, queues, settings.LIMRANK_WORKER_HEARTBEAT_SECONDS), daemon=True
     ).start()
     try:
-        job_orphans_requeue(recoverable=RECOVERABLE_JOBS)
+        job_orphans_requeue(recoverable=recoverable_jobs())
     except Exception:
         log.exception("orphan recovery failed")
 
