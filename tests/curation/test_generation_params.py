@@ -9,6 +9,7 @@ from django.core.management import CommandError, call_command
 from curation.generation_params import DEFAULTS, LIMITS, GenerationParams
 from curation.services.generation import generation_run_create
 from curation.views.runs import GenerationRunForm
+from tests import factories
 
 
 def test_defaults_and_round_trip():
@@ -52,3 +53,17 @@ def test_service_stores_the_typed_params(settings):
 def test_command_reports_the_field_out_of_range():
     with pytest.raises(CommandError, match="consistency_k"):
         call_command("synthesize", "--seeds", "0", "--personas", "0", "--consistency", "99", stdout=StringIO())
+
+
+@pytest.mark.django_db
+def test_api_launches_a_run_with_typed_params_and_names_a_bad_field(client, django_capture_on_commit_callbacks):
+    client.force_login(factories.admin(username="gen-admin"))
+    with django_capture_on_commit_callbacks() as callbacks:
+        r = client.post("/api/generation-runs/", {"n_seeds": 0, "n_personas": 0, "in_flight": 8},
+                        content_type="application/json")
+    assert r.status_code == 201, r.content
+    assert r.json()["params"]["in_flight"] == 8 and r.json()["params"]["consistency_k"] == DEFAULTS.consistency_k
+    assert len(callbacks) == 1  # enqueued after commit
+    bad = client.post("/api/generation-runs/", {"consistency_k": 99}, content_type="application/json")
+    assert bad.status_code == 400 and "consistency_k" in bad.json()
+
