@@ -6,6 +6,7 @@ import logging
 import secrets
 from datetime import timedelta
 
+from celery import current_app
 from django.apps import apps
 from django.conf import settings
 from django.utils import timezone
@@ -32,8 +33,6 @@ def worker_heartbeat_stop(*, hostname: str) -> None:
 
 def job_orphans_requeue(*, recoverable: dict[str, str]) -> int:
     """Re-enqueue running jobs whose worker stopped heartbeating; the task's claim decides who runs them."""
-    from celery import current_app
-
     cutoff = timezone.now() - timedelta(seconds=settings.LIMRANK_JOB_LEASE_SECONDS)
     sent = 0
     for label, task_name in recoverable.items():

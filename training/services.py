@@ -9,8 +9,10 @@ import subprocess
 import sys
 import traceback
 from collections import deque
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -154,7 +156,6 @@ def _database_url() -> str:
     s = connection.settings_dict
     if s["ENGINE"].endswith("sqlite3"):
         return f"sqlite:///{s['NAME']}"
-    from urllib.parse import quote
 
     auth = quote(s.get("USER") or "") + (f":{quote(s['PASSWORD'])}" if s.get("PASSWORD") else "")
     host = f"{s.get('HOST') or '127.0.0.1'}:{s.get('PORT') or 5432}"
@@ -189,8 +190,6 @@ def _train_under_accelerate(*, job: TrainingJob):
 
 def training_result_write(*, job: TrainingJob, result) -> None:
     """Rank 0 of an accelerate run hands its result to the parent process through a file."""
-    from dataclasses import asdict
-
     path = Path(job.output_dir) / RESULT_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(asdict(result)))

@@ -1,6 +1,8 @@
 """Rerankers behind one interface, one module per family, built by kind; heavy imports happen on build."""
 from __future__ import annotations
 
+from django.conf import settings
+
 from .base import Reranker, RerankerDependencyError
 from .causal_lm import CausalLMReranker, VLLMCausalLMReranker
 from .cross_encoder import CrossEncoderReranker
@@ -29,8 +31,6 @@ def reranker_build(kind: str, *, path: str = "", base_model: str = "", config: d
 
         return CausalLMReranker(path or base_model, base_model=base_model if path else "", **keep)
     if kind == "listwise":
-        from django.conf import settings
-
         return ListwiseReranker(
             model=config.get("model") or path or settings.LIMRANK_REASONER_MODEL,
             base_url=config.get("base_url") or settings.LIMRANK_REASONER_BASE_URL,

@@ -8,6 +8,7 @@ failing that 0.5). `mode="direct"` closes the reasoning at once and reads the an
 """
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from typing import Sequence
@@ -33,8 +34,6 @@ def answer_token_ids(tokenizer) -> tuple[int, int]:
 def _adapter_base(path: str) -> str | None:
     cfg = Path(path) / "adapter_config.json"
     if cfg.exists():
-        import json
-
         return json.loads(cfg.read_text()).get("base_model_name_or_path")
     return None
 

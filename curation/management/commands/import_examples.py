@@ -1,7 +1,10 @@
 """manage.py import_examples FILE --origin rank1|imported [--dataset NAME] [--status STATUS]."""
-from ._import_base import ImportCommand
+from django.db import transaction
+
 from curation.models import Dataset
 from curation.services.imports import examples_import
+
+from ._import_base import ImportCommand
 
 
 class Command(ImportCommand):
@@ -15,8 +18,6 @@ class Command(ImportCommand):
         parser.add_argument("--status", default=None, help="status of the new examples (default: approved for rank1, pending_review for imported)")
 
     def run_import(self, path, *, progress, **options):
-        from django.db import transaction
-
         with transaction.atomic():  # a rejected file leaves no new dataset behind either
             dataset = Dataset.objects.get_or_create(name=options["dataset"])[0] if options["dataset"] else None
             return examples_import(

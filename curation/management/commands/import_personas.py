@@ -1,6 +1,7 @@
 """manage.py import_personas FILE: PersonaHub JSONL ({"persona": ...})."""
-from ._import_base import ImportCommand
 from curation.services.imports import personas_import
+
+from ._import_base import ImportCommand
 
 
 class Command(ImportCommand):

@@ -1,6 +1,7 @@
 """manage.py import_seeds FILE: MS MARCO topics (qid<TAB>query) or JSONL seed queries."""
-from ._import_base import ImportCommand
 from curation.services.imports import seeds_import
+
+from ._import_base import ImportCommand
 
 
 class Command(ImportCommand):

@@ -1,6 +1,7 @@
 """manage.py synthesize: a generation run in the foreground (same service as the Celery task), with a progress bar."""
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
+from tqdm import tqdm
 
 from curation.generation_params import DEFAULTS, GenerationParams
 from curation.models import Dataset, GenerationRun
@@ -29,8 +30,6 @@ class Command(BaseCommand):
         parser.add_argument("--resume", type=int, metavar="RUN_ID", help="carry on with an unfinished run instead")
 
     def handle(self, *args, **o):
-        from tqdm import tqdm
-
         if o["resume"]:
             run = GenerationRun.objects.filter(pk=o["resume"]).first()
             if run is None:

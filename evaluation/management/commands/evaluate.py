@@ -2,6 +2,7 @@
 import shutil
 
 from django.core.management.base import BaseCommand, CommandError
+from tqdm import tqdm
 from evaluation.models import Benchmark, EvalRun, RerankerModel
 from evaluation.services import EvaluationError, benchmark_demo_ensure, eval_run_create, eval_run_execute
 
@@ -18,8 +19,6 @@ class Command(BaseCommand):
         parser.add_argument("--foreground", action="store_true", help="run in this process instead of a worker")
 
     def handle(self, *args, **o):
-        from tqdm import tqdm
-
         if o["model"] == "bm25":
             benchmark_demo_ensure() if o["benchmark"] == "scifact" else None
             RerankerModel.objects.get_or_create(name="bm25", defaults={"kind": RerankerModel.Kind.BM25})
