@@ -31,13 +31,11 @@ migrate: install
 demo: migrate
 	$(BIN)/python manage.py load_demo
 
-# The web server and one Celery worker on every queue; Ctrl-C stops both.
+# The web server and one Celery worker on every queue (Procfile), supervised by honcho: Ctrl-C or SIGTERM stops both.
+# exec: honcho replaces the recipe's shell, so a signal sent to make's child reaches honcho itself.
 run: demo
 	@echo "LimRank Studio on http://$(HOST):$(PORT)/  (worker: queues default,llm,gpu)"
-	@trap 'kill 0' INT TERM EXIT; \
-	$(BIN)/celery -A limrank_app worker -Q default,llm,gpu -c 1 --loglevel=INFO & \
-	$(BIN)/python manage.py runserver $(HOST):$(PORT) --noreload & \
-	wait
+	PATH="$(abspath $(BIN)):$$PATH" HOST=$(HOST) exec $(BIN)/honcho start -f Procfile -p $(PORT)
 
 web: migrate
 	$(BIN)/python manage.py runserver $(HOST):$(PORT)

@@ -315,8 +315,9 @@ def main() -> None:
     _django(url, var_dir="/tmp/limrank-bench-export")
 
     from curation import exports
-    from curation.models import ApiToken, Dataset, DatasetVersion
-    from curation.services.tokens import api_token_create
+    from curation.models import Dataset, DatasetVersion
+    from limrank_app.models import ApiToken
+    from limrank_app.services import api_token_create
     from django.contrib.auth import get_user_model
     from limrank_app.roles import ADMIN, roles_ensure, user_role_set
 

@@ -97,8 +97,8 @@ def reset_and_tokens(dataset_id: int, clients: int) -> list[str]:
     from django.contrib.auth import get_user_model
     from django.db import connection
 
-    from curation.models import ApiToken
-    from curation.services.tokens import api_token_create
+    from limrank_app.models import ApiToken
+    from limrank_app.services import api_token_create
     from limrank_app.roles import REVIEWER, roles_ensure, user_role_set
 
     roles_ensure()

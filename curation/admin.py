@@ -107,11 +107,3 @@ class DatasetVersionMemberAdmin(admin.ModelAdmin):
     list_filter = ("origin", "label", "version")
     search_fields = ("query_text", "passage_text")
     raw_id_fields = ("example",)
-
-
-@admin.register(models.ApiToken)
-class ApiTokenAdmin(admin.ModelAdmin):
-    list_display = ("name", "user", "prefix", "scope", "created_at", "last_used_at", "revoked_at")
-    list_filter = ("scope",)
-    search_fields = ("name", "prefix", "user__username")
-    readonly_fields = ("key_hash", "prefix")

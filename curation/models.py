@@ -73,6 +73,8 @@ class Dataset(models.Model):
 class GenerationRun(JobState):
     """One run of the synthesizer: seeds x personas -> queries -> passages -> judged examples."""
 
+    execute_task = "curation.tasks.generation_run_execute_task"
+
     name = models.CharField(max_length=200, blank=True)
     dataset = models.ForeignKey(Dataset, null=True, blank=True, on_delete=models.SET_NULL, related_name="generation_runs")
     params = models.JSONField(default=dict, blank=True, help_text="n_seeds, n_personas, random_seed, in_flight, consistency_k, models")
@@ -334,23 +336,3 @@ class DatasetVersionMember(models.Model):
             models.UniqueConstraint(fields=["version", "example"], name="member_example_unique"),
         ]
         ordering = ["version", "position"]
-
-
-class ApiToken(models.Model):
-    """A per-user API token; only its hash is stored. Scope: read-only or read-write."""
-
-    class Scope(models.TextChoices):
-        READ = "read", "Read only"
-        WRITE = "write", "Read and write"
-
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
-    name = models.CharField(max_length=100)
-    prefix = models.CharField(max_length=12, db_index=True)
-    key_hash = models.CharField(max_length=64, unique=True)
-    scope = models.CharField(max_length=8, choices=Scope.choices, default=Scope.READ)
-    created_at = models.DateTimeField(auto_now_add=True)
-    last_used_at = models.DateTimeField(null=True, blank=True)
-    revoked_at = models.DateTimeField(null=True, blank=True)
-
-    def __str__(self):
-        return f"{self.name} ({self.prefix}…)"

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from .views import datasets, examples, tokens
+from .views import datasets, examples
 from .views import review
 from .views import imports as import_views, prompts as prompt_views, runs as run_views
 
@@ -8,9 +8,7 @@ app_name = "curation"
 urlpatterns = [
     path("examples/", examples.example_list, name="example_list"),
     path("examples/<int:pk>/", examples.example_detail, name="example_detail"),
-    # API tokens and dataset versions (curation/views/tokens.py, curation/views/datasets.py).
-    path("account/tokens/", tokens.token_list, name="token_list"),
-    path("account/tokens/<int:pk>/revoke/", tokens.token_revoke, name="token_revoke"),
+    # Dataset versions (curation/views/datasets.py).
     path("datasets/versions/", datasets.version_list, name="version_list"),
     path("datasets/versions/new/", datasets.version_build, name="version_build"),
     path("datasets/versions/<int:pk>/", datasets.version_detail, name="version_detail"),

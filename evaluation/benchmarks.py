@@ -8,6 +8,7 @@ and is raised before anything is written, so an import is all-or-nothing.
 from __future__ import annotations
 
 import gzip
+import html
 import io
 import json
 import math
@@ -16,6 +17,8 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator, Mapping
+
+from .metrics import run_format, run_format_score_json
 
 BRIGHT_TASKS = (
     "biology", "earth_science", "economics", "psychology", "robotics", "stackoverflow",
@@ -277,8 +280,6 @@ def run_name_from_path(path: str | Path) -> str:
 def write_run(run: Mapping[str, Mapping[str, float]], path: str | Path, *, tag: str) -> Path:
     """Write a run as `score.json` when the path ends in `.json`, as a TREC run otherwise. Written to a
     temporary file then renamed, so a reader never sees half a run."""
-    from .metrics import run_format, run_format_score_json
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
@@ -379,8 +380,6 @@ def _sgml_field(block: str, tag: str) -> list[str]:
 
 
 def _sgml_text(value: str) -> str:
-    import html
-
     return " ".join(html.unescape(_SGML_TAG.sub(" ", value)).split())
 
 

@@ -6,6 +6,7 @@ as mteb's instruction-retrieval evaluator implements it.
 """
 from __future__ import annotations
 
+import json
 from statistics import fmean
 from typing import Iterable, Mapping
 
@@ -116,6 +117,4 @@ def run_format(run: Run, *, tag: str) -> Iterable[str]:
 
 def run_format_score_json(run: Run) -> str:
     """`score.json` as Rank1 / LimRank publish runs: `{qid: {docid: score}}`, documents in rank order."""
-    import json
-
     return json.dumps({qid: {d: float(s) for d, s in run_ranked(docs)} for qid, docs in run.items()})

@@ -89,6 +89,8 @@ class RerankerModel(models.Model):
 
 
 class EvalRun(JobState):
+    execute_task = "evaluation.tasks.eval_run_execute_task"
+
     benchmark = models.ForeignKey(Benchmark, on_delete=models.PROTECT, related_name="eval_runs")
     model = models.ForeignKey(RerankerModel, on_delete=models.PROTECT, related_name="eval_runs")
     first_stage = models.CharField(max_length=64, default="bm25", help_text="bm25 or an uploaded run's name")

@@ -9,7 +9,14 @@ RANK1 = "Weller et al., rank1: Test-Time Compute for Reranking in Information Re
 RANK1_URL = "https://arxiv.org/abs/2502.18418"
 LIMRANK = "LimRank: Less is More for Reasoning-Intensive Information Reranking (arXiv 2510.23544)"
 LIMRANK_URL = "https://arxiv.org/abs/2510.23544"
-SEED_001 = "as listed in the studio's seed 001 (HF Daily Papers digest)"
+REASONRANK = "ReasonRank: Empowering Passage Ranking with Strong Reasoning Ability (arXiv 2508.07050)"
+REASONRANK_URL = "https://arxiv.org/abs/2508.07050"
+ERANK = ("Cai et al., ERank: Fusing Supervised Fine-Tuning and Reinforcement Learning for Effective and Efficient "
+         "Text Reranking (arXiv 2509.00520), abstract")
+ERANK_URL = "https://arxiv.org/abs/2509.00520"
+INSERTRANK = ("Seetharaman et al., InsertRank: LLMs can reason over BM25 scores to Improve Listwise Reranking "
+              "(arXiv 2506.14086), abstract")
+INSERTRANK_URL = "https://arxiv.org/abs/2506.14086"
 
 _BRIGHT_ROWS = {
     # system: (first stage, per-task values in BRIGHT_TASKS order, average)
@@ -45,13 +52,14 @@ def reference_rows() -> list[dict]:
         dict(system="LimRank-7B", benchmark="GPQA", metric="accuracy", value=30.3, first_stage="RAG: retrieve, rerank, answer",
              citation=LIMRANK, url=LIMRANK_URL, notes="downstream QA accuracy (%)"),
         dict(system="ReasonRank", benchmark="BRIGHT", metric="ndcg_cut_10", value=40.6,
-             first_stage="ReasonIR top 100, window 20, step 10", citation=f"ReasonRank: Empowering Passage Ranking with Strong Reasoning Ability (arXiv 2508.07050), {SEED_001}",
-             url="https://arxiv.org/abs/2508.07050", notes="leaderboard state of the art at publication"),
+             first_stage="ReasonIR top 100, window 20, step 10", citation=REASONRANK,
+             url=REASONRANK_URL, notes="leaderboard state of the art at publication"),
         dict(system="ERank-4B", benchmark="BRIGHT", metric="ndcg_cut_10", value=38.7, first_stage="as in the paper",
-             citation=f"ERank: Fusing Supervised Fine-Tuning and Reinforcement Learning for Effective and Efficient Text Reranking, {SEED_001}"),
+             citation=ERANK, url=ERANK_URL),
         dict(system="ERank-32B", benchmark="BRIGHT", metric="ndcg_cut_10", value=40.2, first_stage="as in the paper",
-             citation=f"ERank: Fusing Supervised Fine-Tuning and Reinforcement Learning for Effective and Efficient Text Reranking, {SEED_001}"),
+             citation=ERANK, url=ERANK_URL),
         dict(system="InsertRank (DeepSeek-R1)", benchmark="BRIGHT", metric="ndcg_cut_10", value=37.5,
-             first_stage="as in the paper", citation=f"InsertRank: LLMs can reason over BM25 scores to Improve Listwise Reranking, {SEED_001}", notes="R2MED 51.1"),
+             first_stage="as in the paper", citation=INSERTRANK, url=INSERTRANK_URL,
+             notes="R2MED 51.1"),
     ]
     return rows

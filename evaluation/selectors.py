@@ -1,15 +1,17 @@
 """Evaluation reads: the leaderboard (measured here + reported), run details, per-query results."""
 from __future__ import annotations
 
+from pathlib import Path
 from statistics import fmean
 
 from django.db.models import QuerySet
 
 from limrank_app.jobs import JobStatus
 
-from .benchmarks import BRIGHT_TASKS
+from .benchmarks import BRIGHT_TASKS, read_run_trec
 from .metrics import metric_label
 from .models import Benchmark, BenchmarkQuery, EvalRun, ReferenceResult, RerankerModel
+from .plots import leaderboard_bar_svg
 
 # Reported benchmarks with no local data still get their column (headline metric as published).
 _REPORTED_ONLY = {"FollowIR": "p_mrr", "LitSearch": "recall_5", "GPQA": "accuracy"}
@@ -18,10 +20,6 @@ _REPORTED_ONLY = {"FollowIR": "p_mrr", "LitSearch": "recall_5", "GPQA": "accurac
 def eval_run_file(*, run: EvalRun, side: str = "og") -> dict[str, dict[str, float]]:
     """The run an eval run wrote (`run[qid][docid] = score`); `side="changed"`: FollowIR's changed instruction.
     FileNotFoundError when the run has no file (yet)."""
-    from pathlib import Path
-
-    from .benchmarks import read_run_trec
-
     if not run.run_file:
         raise FileNotFoundError(f"eval run {run.pk} has no run file yet")
     path = Path(run.run_file)
@@ -143,8 +141,6 @@ def leaderboard(*, sort: str = "", descending: bool = True) -> dict:
 
 def leaderboard_plots(board: dict) -> list[dict]:
     """One plot per benchmark (per group's headline column): measured vs reported bars."""
-    from .plots import leaderboard_bar_svg
-
     plots = []
     headline = [c for c in board["columns"] if c["is_avg"] or (c["group"] == c["key"])]
     for col in headline:

@@ -11,12 +11,18 @@ from typing import Callable, Iterable
 from django.conf import settings
 from django.db import transaction
 
-from limrank_app.jobs import JobStatus, job_claim, job_finish, job_progress
-
-from curation.protocol import passage_join
+from limrank_app.jobs import JobStatus, job_cancel, job_claim, job_finish, job_progress
+from curation import protocol
+from curation.protocol import passage_join, query_in_task_prompt, query_with_instruction
+from training.models import ModelArtifact
 
 from . import benchmarks as fmt
+from . import tasks
+from .first_stage import BM25_PARAMS, bm25_retrieve
+from .metrics import evaluate, p_mrr, run_drop_excluded, run_top_k
 from .models import Benchmark, BenchmarkDocument, BenchmarkQuery, EvalQueryResult, EvalRun, Qrel, ReferenceResult, RerankerModel
+from .reference_figures import reference_rows
+from .rerankers import POINTWISE_KINDS, reranker_for_model
 
 log = logging.getLogger(__name__)
 
@@ -186,10 +192,24 @@ def benchmark_demo_ensure() -> Benchmark:
     return bench
 
 
+def reranker_model_from_artifact(*, artifact: ModelArtifact) -> RerankerModel:
+    """The scorable model of a training artifact, named after it (idempotent: a retried job updates it)."""
+    causal = artifact.kind in (ModelArtifact.Kind.LORA_ADAPTER, ModelArtifact.Kind.FULL_MODEL)
+    model, _ = RerankerModel.objects.update_or_create(
+        name=artifact.name,
+        defaults={
+            "kind": RerankerModel.Kind.CAUSAL_LM if causal else RerankerModel.Kind.CROSS_ENCODER,
+            "path": artifact.path, "base_model": artifact.base_model, "artifact": artifact,
+            "config": {"backend": "transformers", "adapter": artifact.kind == ModelArtifact.Kind.LORA_ADAPTER,
+                       "prompt": "rank1" if causal else "pair",
+                       "max_length": artifact.hyperparameters.get("max_length"), "loader": "training.lora.reranker_load"},
+        },
+    )
+    return model
+
+
 def reference_results_ensure() -> int:
     """Idempotent: the published figures of limrank.md, each with its citation and first stage."""
-    from .reference_figures import reference_rows
-
     n = 0
     for row in reference_rows():
         key = {k: row[k] for k in ("system", "benchmark", "metric")}
@@ -221,15 +241,11 @@ def eval_run_create(*, benchmark: Benchmark, model: RerankerModel, first_stage: 
     run = EvalRun.objects.create(benchmark=benchmark, model=model, first_stage=first_stage, top_k=int(top_k),
                                  params=params or {}, created_by=created_by)
     if enqueue:
-        from .tasks import eval_run_execute_task
-
-        transaction.on_commit(lambda: eval_run_execute_task.delay(run.pk))
+        transaction.on_commit(lambda: tasks.eval_run_execute_task.delay(run.pk))
     return run
 
 
 def eval_run_cancel(*, run: EvalRun) -> EvalRun:
-    from limrank_app.jobs import job_cancel
-
     job_cancel(run)
     return run
 
@@ -281,9 +297,6 @@ def _doc_texts(bench: Benchmark, docids: set[str] | None = None) -> dict[str, st
 
 def first_stage_run(*, benchmark: Benchmark, first_stage: str, top_k: int, queries: list[dict]) -> dict[str, dict[str, float]]:
     """The candidates: BM25 top-k (cached per benchmark) or an uploaded run cut to its top k; excluded ids dropped."""
-    from .first_stage import bm25_retrieve
-    from .metrics import run_drop_excluded, run_top_k
-
     excluded = {q["qid"]: q["excluded_ids"] for q in queries if q["excluded_ids"]}
     if first_stage == "bm25":
         def documents():
@@ -305,8 +318,6 @@ def first_stage_run(*, benchmark: Benchmark, first_stage: str, top_k: int, queri
 
 def _query_for(q: dict, *, side: str, followir: bool, task_prompt: str | None, use_instruction: bool) -> str:
     """The query as the reranker sees it: instruction appended (FollowIR: per side), then the task's prompt."""
-    from curation.protocol import query_in_task_prompt, query_with_instruction
-
     instruction = ""
     if followir:
         instruction = q["instruction"] if side == "og" else q["changed_instruction"]
@@ -319,8 +330,6 @@ def eval_task_prompt(*, benchmark: Benchmark, model_kind: str, params: dict) -> 
     """The reference's per-task prompt for a causal-LM run (None for other rerankers or with `no_prompt`), and
     what was chosen, for the run's params. `params["task"]` / `params["subtask"]` name the reference task when
     the benchmark's name does not (e.g. a BEIR folder imported under another name)."""
-    from curation import protocol
-
     if model_kind != RerankerModel.Kind.CAUSAL_LM:
         return None, {}
     if params.get("task"):
@@ -350,9 +359,6 @@ def _chunks(pending: list[tuple[str, dict, list[str]]], size: int | None) -> Ite
 
 
 def _execute(run: EvalRun, *, on_progress=None) -> None:
-    from .metrics import evaluate, p_mrr
-    from .rerankers import POINTWISE_KINDS, reranker_for_model
-
     bench, model = run.benchmark, run.model
     followir = bench.format == Benchmark.Format.FOLLOWIR
     sides = ["og", "changed"] if followir else ["og"]
@@ -365,8 +371,6 @@ def _execute(run: EvalRun, *, on_progress=None) -> None:
     params = dict(run.params)
     params.update(first_stage_seconds=round(first_stage_seconds, 3), n_queries=len(queries))
     if run.first_stage == "bm25":
-        from .first_stage import BM25_PARAMS
-
         params["bm25"] = BM25_PARAMS
 
     if model.kind == RerankerModel.Kind.BM25:

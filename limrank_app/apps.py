@@ -7,6 +7,7 @@ class LimrankAppConfig(AppConfig):
     verbose_name = "Studio"
 
     def ready(self):
+        from . import worker_signals  # noqa: F401  (connects the worker's heartbeat and recovery receivers)
         from .roles import roles_ensure
 
         # After every migrate: the reviewer and admin groups exist with their permissions.

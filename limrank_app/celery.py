@@ -10,6 +10,4 @@ app = Celery("limrank_app")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.conf.task_queues = (Queue("default"), Queue("llm"), Queue("gpu"))
 app.autodiscover_tasks()
-
-# Worker heartbeats and orphaned-job recovery hook into the worker's signals.
-import limrank_app.worker_signals  # noqa: E402,F401
+# Worker heartbeats and orphaned-job recovery (limrank_app/worker_signals.py) connect in LimrankAppConfig.ready().

@@ -7,6 +7,7 @@ import os
 import socket
 from datetime import timedelta
 
+from django.apps import apps
 from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
@@ -25,7 +26,12 @@ FINISHED = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
 
 
 class JobState(models.Model):
-    """Abstract: the state every job row carries."""
+    """Abstract: the state every job row carries.
+
+    A concrete job names the Celery task that executes it in `execute_task`: a worker that starts re-enqueues
+    the rows a dead worker left running (limrank_app.worker_signals), without the core knowing the apps above it."""
+
+    execute_task: str = ""  # a class attribute, not a column
 
     status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.QUEUED, db_index=True)
     progress_done = models.PositiveIntegerField(default=0)
@@ -52,6 +58,12 @@ class JobState(models.Model):
     @property
     def is_finished(self) -> bool:
         return self.status in FINISHED
+
+
+def recoverable_jobs() -> dict[str, str]:
+    """Every installed job model that names its task: "app_label.Model" -> task name."""
+    return {m._meta.label: m.execute_task for m in apps.get_models()
+            if issubclass(m, JobState) and m.execute_task}
 
 
 def worker_identity() -> str:

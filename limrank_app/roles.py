@@ -5,6 +5,7 @@ from __future__ import annotations
 from functools import wraps
 
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.models import Group, Permission
 from django.core.exceptions import PermissionDenied
 
 REVIEWER = "reviewer"
@@ -76,8 +77,6 @@ ADMIN_APPS = ["curation", "training", "evaluation", "limrank_app"]
 
 
 def roles_ensure(sender=None, **kwargs):
-    from django.contrib.auth.models import Group, Permission
-
     reviewer, _ = Group.objects.get_or_create(name=REVIEWER)
     admin, _ = Group.objects.get_or_create(name=ADMIN)
     for app_label, codename in REVIEWER_PERMISSIONS:
@@ -89,8 +88,6 @@ def roles_ensure(sender=None, **kwargs):
 
 def user_role_set(user, role: str) -> None:
     """Put a user in exactly one of the two roles; admins can use the Django admin."""
-    from django.contrib.auth.models import Group
-
     user.groups.remove(*Group.objects.filter(name__in=[REVIEWER, ADMIN]))
     user.groups.add(Group.objects.get(name=role))
     user.is_staff = role == ADMIN

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from celery import current_app
 from django.conf import settings
 from django.db import connection
 from django.utils import timezone
@@ -21,8 +22,6 @@ def health_database() -> dict:
 
 
 def health_broker() -> dict:
-    from celery import current_app
-
     url = current_app.conf.broker_url or ""
     transport = url.split("://", 1)[0]
     try:

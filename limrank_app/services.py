@@ -1,15 +1,18 @@
-"""Writes for the studio's own rows: worker heartbeats and orphaned-job recovery."""
+"""Writes for the core's own rows: worker heartbeats, orphaned-job recovery and API tokens."""
 from __future__ import annotations
 
+import hashlib
 import logging
+import secrets
 from datetime import timedelta
 
+from celery import current_app
 from django.apps import apps
 from django.conf import settings
 from django.utils import timezone
 
 from .jobs import JobStatus
-from .models import WorkerHeartbeat
+from .models import ApiToken, WorkerHeartbeat
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +33,6 @@ def worker_heartbeat_stop(*, hostname: str) -> None:
 
 def job_orphans_requeue(*, recoverable: dict[str, str]) -> int:
     """Re-enqueue running jobs whose worker stopped heartbeating; the task's claim decides who runs them."""
-    from celery import current_app
-
     cutoff = timezone.now() - timedelta(seconds=settings.LIMRANK_JOB_LEASE_SECONDS)
     sent = 0
     for label, task_name in recoverable.items():
@@ -46,3 +47,34 @@ def job_orphans_requeue(*, recoverable: dict[str, str]) -> int:
     if sent:
         log.warning("re-enqueued %d orphaned jobs", sent)
     return sent
+
+
+# ---------------------------------------------------------------- API tokens
+# Shown once at creation, stored as a SHA-256 hash, revocable.
+
+TOKEN_PREFIX = "lrs_"
+
+
+def token_hash(key: str) -> str:
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+def api_token_create(*, user, name: str, scope: str = ApiToken.Scope.READ) -> tuple[ApiToken, str]:
+    """Returns the row and the plain key (the only time it exists outside the client)."""
+    key = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    token = ApiToken(user=user, name=name, scope=scope, prefix=key[:12], key_hash=token_hash(key))
+    token.full_clean()
+    token.save()
+    return token, key
+
+
+def api_token_revoke(*, token: ApiToken) -> ApiToken:
+    if token.revoked_at is None:
+        token.revoked_at = timezone.now()
+        token.save(update_fields=["revoked_at"])
+    return token
+
+
+def api_token_touch(*, token_id: int, now) -> None:
+    """Record a use of the token (callers do it at most once a minute: no write on every request)."""
+    ApiToken.objects.filter(pk=token_id).update(last_used_at=now)

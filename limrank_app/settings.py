@@ -113,6 +113,10 @@ WHITENOISE_USE_FINDERS = True
 MEDIA_ROOT = env.str("MEDIA_ROOT", default=str(VAR_DIR / "media"))
 # Trained adapters and models, benchmark caches and run files.
 ARTIFACTS_DIR = Path(env.str("LIMRANK_ARTIFACTS_DIR", default=str(VAR_DIR / "artifacts")))
+# Rendered dataset-version exports: a version never changes, so its files are written once and served from here.
+LIMRANK_EXPORT_SNAPSHOT_DIR = env.str("LIMRANK_EXPORT_SNAPSHOT_DIR", default=str(VAR_DIR / "exports"))
+# Commit a finished snapshot file (fsync, rename) in a background thread, so the response that wrote it ends at once.
+LIMRANK_EXPORT_SNAPSHOT_BACKGROUND_COMMIT = env.bool("LIMRANK_EXPORT_SNAPSHOT_BACKGROUND_COMMIT", default=True)
 
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=not DEBUG and env.bool("HTTPS", default=False))
@@ -189,6 +193,13 @@ LIMRANK_REASONER_MODEL = env.str("LIMRANK_REASONER_MODEL", default="deepseek-rea
 LIMRANK_REASONER_API_KEY = env.str("LIMRANK_REASONER_API_KEY", default="sk-local")
 LIMRANK_LLM_TIMEOUT = env.float("LIMRANK_LLM_TIMEOUT", default=120.0)
 LIMRANK_LLM_MAX_RETRIES = env.int("LIMRANK_LLM_MAX_RETRIES", default=4)
+# Prices per million tokens (input, output) by model name, added to curation.llm.LLM_PRICES_PER_MTOK for the cost
+# shown on a generation run; e.g. LIMRANK_LLM_PRICES='{"my-model": [0.5, 1.5]}'.
+LIMRANK_LLM_PRICES = env.json("LIMRANK_LLM_PRICES", default={})
+
+# Training: "accelerate" runs even one-process jobs under `accelerate launch` (as multi-GPU jobs always are);
+# empty runs them inside the worker.
+LIMRANK_TRAINING_LAUNCHER = env.str("LIMRANK_TRAINING_LAUNCHER", default="")
 
 LOGGING = {
     "version": 1,

@@ -1,10 +1,9 @@
-from django.contrib.auth.decorators import login_required
 from django.http import JsonResponse
 from django.shortcuts import render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
-from .roles import admin_required, user_is_admin
+from .roles import admin_required
 from .selectors import health_report
 
 
@@ -13,13 +12,6 @@ from .selectors import health_report
 def healthz(request):
     report = health_report()
     return JsonResponse(report, status=200 if report["ok"] else 503)
-
-
-@login_required
-def home(request):
-    from curation.selectors import home_summary
-
-    return render(request, "home.html", {"summary": home_summary(user=request.user, admin=user_is_admin(request.user))})
 
 
 @admin_required

@@ -1,4 +1,6 @@
-"""Worker lifecycle: a heartbeat thread for /healthz, and recovery of jobs orphaned by a killed worker."""
+"""Worker lifecycle: a heartbeat thread for /healthz, and recovery of jobs orphaned by a killed worker.
+
+Imported by LimrankAppConfig.ready(), once the models are loaded, which connects the receivers below."""
 from __future__ import annotations
 
 import logging
@@ -6,15 +8,14 @@ import threading
 
 from celery import signals
 from celery.contrib.testing.worker import test_worker_started, test_worker_stopped
+from django.conf import settings
+from django.db import close_old_connections
+
+from limrank_app.jobs import recoverable_jobs
+from limrank_app.services import job_orphans_requeue, worker_heartbeat_record, worker_heartbeat_stop
 
 log = logging.getLogger(__name__)
 _stop = threading.Event()
-# Job models whose stale 'running' rows are re-enqueued at worker start: "app_label.Model" -> task name.
-RECOVERABLE_JOBS = {
-    "curation.GenerationRun": "curation.tasks.generation_run_execute_task",
-    "training.TrainingJob": "training.tasks.training_job_execute_task",
-    "evaluation.EvalRun": "evaluation.tasks.eval_run_execute_task",
-}
 
 
 def _hostname(sender) -> str:
@@ -22,10 +23,6 @@ def _hostname(sender) -> str:
 
 
 def _beat(hostname: str, queues: str, interval: float) -> None:
-    from django.db import close_old_connections
-
-    from limrank_app.services import worker_heartbeat_record
-
     while not _stop.wait(interval):
         try:
             worker_heartbeat_record(hostname=hostname, queues=queues)
@@ -36,10 +33,6 @@ def _beat(hostname: str, queues: str, interval: float) -> None:
 
 
 def _started(hostname: str, app) -> None:
-    from django.conf import settings
-
-    from limrank_app.services import job_orphans_requeue, worker_heartbeat_record
-
     queues = ",".join(sorted(app.amqp.queues.consume_from)) if app is not None else ""
     worker_heartbeat_record(hostname=hostname, queues=queues, started=True)
     _stop.clear()
@@ -47,14 +40,12 @@ def _started(hostname: str, app) -> None:
         target=_beat, args=(hostname, queues, settings.LIMRANK_WORKER_HEARTBEAT_SECONDS), daemon=True
     ).start()
     try:
-        job_orphans_requeue(recoverable=RECOVERABLE_JOBS)
+        job_orphans_requeue(recoverable=recoverable_jobs())
     except Exception:
         log.exception("orphan recovery failed")
 
 
 def _stopped(hostname: str) -> None:
-    from limrank_app.services import worker_heartbeat_stop
-
     _stop.set()
     try:
         worker_heartbeat_stop(hostname=hostname)

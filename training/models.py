@@ -29,6 +29,8 @@ def paper_hyperparameters() -> dict:
 
 
 class TrainingJob(JobState):
+    execute_task = "training.tasks.training_job_execute_task"
+
     class Backbone(models.TextChoices):
         CAUSAL_LM = "causal-lm", "Causal LM, pointwise reasoning (Rank1/LimRank)"
         CROSS_ENCODER = "cross-encoder", "Cross-encoder (sequence classification)"

@@ -9,8 +9,10 @@ import subprocess
 import sys
 import traceback
 from collections import deque
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -24,6 +26,8 @@ from limrank_app.jobs import JobStatus, job_cancel, job_finish, job_progress
 
 from .models import ModelArtifact, TrainingJob
 from .presets import FIELD_NAMES, ConfigError, TrainingConfig, config_build
+from . import lora, tasks
+from .signals import model_artifact_registered
 
 log = logging.getLogger(__name__)
 RESULT_FILE = "result.json"
@@ -100,9 +104,7 @@ def training_job_create(
     training_job_log(job=job, line=f"created by {created_by or 'command line'}; preset {job.preset}")
 
     if enqueue:
-        from .tasks import training_job_execute_task
-
-        transaction.on_commit(lambda: training_job_execute_task.delay(job.pk))
+        transaction.on_commit(lambda: tasks.training_job_execute_task.delay(job.pk))
     return job
 
 
@@ -145,8 +147,6 @@ class JobReporter:
 
 def training_job_train(*, job: TrainingJob, foreground: bool = False):
     """Run the training loop in this process (one rank under accelerate, or the whole job)."""
-    from . import lora
-
     config = training_job_config(job=job)
     return lora.train(config=config, rows=training_job_rows(job=job), reporter=JobReporter(job), foreground=foreground)
 
@@ -156,7 +156,6 @@ def _database_url() -> str:
     s = connection.settings_dict
     if s["ENGINE"].endswith("sqlite3"):
         return f"sqlite:///{s['NAME']}"
-    from urllib.parse import quote
 
     auth = quote(s.get("USER") or "") + (f":{quote(s['PASSWORD'])}" if s.get("PASSWORD") else "")
     host = f"{s.get('HOST') or '127.0.0.1'}:{s.get('PORT') or 5432}"
@@ -172,8 +171,6 @@ def accelerate_command(*, job: TrainingJob) -> list[str]:
 
 
 def _train_under_accelerate(*, job: TrainingJob):
-    from .lora import TrainResult
-
     result_path = Path(job.output_dir) / RESULT_FILE
     result_path.unlink(missing_ok=True)
     cmd = accelerate_command(job=job)
@@ -188,28 +185,22 @@ def _train_under_accelerate(*, job: TrainingJob):
         rc = proc.wait()
     if rc != 0 or not result_path.exists():
         raise RuntimeError(f"accelerate launch exited with {rc}:\n" + "\n".join(tail))
-    return TrainResult(**json.loads(result_path.read_text()))
+    return lora.TrainResult(**json.loads(result_path.read_text()))
 
 
 def training_result_write(*, job: TrainingJob, result) -> None:
     """Rank 0 of an accelerate run hands its result to the parent process through a file."""
-    from dataclasses import asdict
-
     path = Path(job.output_dir) / RESULT_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(asdict(result)))
 
 
 def _uses_accelerate(job: TrainingJob) -> bool:
-    return job.num_processes > 1 or getattr(settings, "LIMRANK_TRAINING_LAUNCHER", "") == "accelerate"
+    return job.num_processes > 1 or settings.LIMRANK_TRAINING_LAUNCHER == "accelerate"
 
 
 def model_artifact_register(*, job: TrainingJob, config: TrainingConfig, result) -> ModelArtifact:
-    """Store the artifact row and a RerankerModel that evaluation can score (idempotent per job)."""
-    from evaluation.models import RerankerModel
-
-    from .lora import artifact_size
-
+    """Store the artifact row (idempotent per job) and announce it; evaluation registers a model it can score."""
     path = Path(result.output_dir)
     if config.backbone == "causal-lm":
         kind = ModelArtifact.Kind.LORA_ADAPTER if (path / "adapter_config.json").exists() else ModelArtifact.Kind.FULL_MODEL
@@ -220,18 +211,9 @@ def model_artifact_register(*, job: TrainingJob, config: TrainingConfig, result)
     artifact, _ = ModelArtifact.objects.update_or_create(
         training_job=job,
         defaults={"name": name, "kind": kind, "path": str(path), "base_model": config.base_model,
-                  "dataset_hash": config.dataset_hash, "hyperparameters": hyper, "size_bytes": artifact_size(path)},
+                  "dataset_hash": config.dataset_hash, "hyperparameters": hyper, "size_bytes": lora.artifact_size(path)},
     )
-    RerankerModel.objects.update_or_create(
-        name=name,
-        defaults={
-            "kind": RerankerModel.Kind.CAUSAL_LM if config.backbone == "causal-lm" else RerankerModel.Kind.CROSS_ENCODER,
-            "path": str(path), "base_model": config.base_model, "artifact": artifact,
-            "config": {"backend": "transformers", "adapter": kind == ModelArtifact.Kind.LORA_ADAPTER,
-                       "prompt": "rank1" if config.backbone == "causal-lm" else "pair",
-                       "max_length": config.max_length, "loader": "training.lora.reranker_load"},
-        },
-    )
+    model_artifact_registered.send(sender=ModelArtifact, artifact=artifact)
     return artifact
 
 

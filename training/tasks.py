@@ -4,6 +4,7 @@ from celery import shared_task
 from limrank_app.jobs import job_claim
 
 from .models import TrainingJob
+from . import services
 
 
 @shared_task(name="training.tasks.training_job_execute_task")
@@ -11,6 +12,5 @@ def training_job_execute_task(job_id: int) -> None:
     # The claim makes a redelivered task a no-op, and lets a stale job (dead worker) be resumed, attempts capped.
     if not job_claim(TrainingJob, pk=job_id):
         return
-    from .services import training_job_execute
 
-    training_job_execute(job=TrainingJob.objects.get(pk=job_id))
+    services.training_job_execute(job=TrainingJob.objects.get(pk=job_id))

@@ -1,12 +1,15 @@
 """Input serializers validate, output serializers answer; writes go through curation.services."""
 from __future__ import annotations
 
+from dataclasses import fields as dataclass_fields
+
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from curation.exports import FORMATS
+from curation.generation_params import DEFAULTS, LIMITS, GenerationParams
 from curation.models import (
     Dataset, DatasetVersion, Example, GeneratedQuery, GenerationRun, Passage, Persona, Review, SeedQuery,
 )
@@ -65,6 +68,25 @@ class ReviewSerializer(serializers.ModelSerializer):
             "is_adjudication", "undone", "created_at",
         ]
         read_only_fields = fields
+
+
+def _generation_param_field(f) -> serializers.Field:
+    """A GenerationParams field as an input field, with the dataclass's default and limits."""
+    lo, hi = LIMITS.get(f.name, (None, None))
+    default = getattr(DEFAULTS, f.name)
+    if f.type in ("int", int):
+        return serializers.IntegerField(min_value=lo, max_value=hi, default=default)
+    if f.type in ("float", float):
+        return serializers.FloatField(min_value=lo, max_value=hi, default=default)
+    return serializers.CharField(max_length=200, allow_blank=True, default=default)
+
+
+# Input of POST /api/generation-runs/: where the examples go, and every GenerationParams field (all optional).
+GenerationRunLaunchIn = type("GenerationRunLaunchIn", (serializers.Serializer,), {
+    "name": serializers.CharField(max_length=200, allow_blank=True, default=""),
+    "dataset": serializers.PrimaryKeyRelatedField(queryset=Dataset.objects.all(), allow_null=True, default=None),
+    **{f.name: _generation_param_field(f) for f in dataclass_fields(GenerationParams)},
+})
 
 
 class GenerationRunSerializer(serializers.ModelSerializer):

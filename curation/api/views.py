@@ -20,11 +20,14 @@ from rest_framework.response import Response
 from curation import exports
 from curation.api import filters
 from curation.api import serializers as s
+from curation.generation_params import FIELD_NAMES as GENERATION_FIELDS
+from curation.generation_params import GenerationParams
 from curation.models import DatasetVersion, GenerationRun, Persona, Review, SeedQuery
 from curation.selectors import datasets as dataset_selectors
 from curation.selectors import example_list
 from curation.services import datasets as dataset_services
 from curation.services import imports
+from curation.services.generation import generation_run_create
 from limrank_app.api.permissions import IsAdmin, IsReviewer, ReviewerReadAdminWrite
 from limrank_app.roles import user_is_admin
 
@@ -121,11 +124,24 @@ class ReviewViewSet(viewsets.ReadOnlyModelViewSet):
         return qs.filter(reviewer=self.request.user)
 
 
-class GenerationRunViewSet(viewsets.ReadOnlyModelViewSet):
+class GenerationRunViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
     queryset = GenerationRun.objects.select_related("created_by")
     serializer_class = s.GenerationRunSerializer
     permission_classes = [IsAdmin]
     filterset_class = filters.GenerationRunFilter
+
+    @extend_schema(request=s.GenerationRunLaunchIn, responses={201: s.GenerationRunSerializer})
+    def create(self, request, *args, **kwargs):
+        """Start a generation run (queued on the `llm` queue); every parameter is optional."""
+        inp = s.GenerationRunLaunchIn(data=request.data)
+        inp.is_valid(raise_exception=True)
+        data = inp.validated_data
+        try:
+            params = GenerationParams.build(**{k: v for k, v in data.items() if k in GENERATION_FIELDS})
+            run = generation_run_create(created_by=request.user, name=data["name"], dataset=data["dataset"], params=params)
+        except DjangoValidationError as exc:
+            raise ValidationError(_django_errors(exc)) from None
+        return Response(s.GenerationRunSerializer(run).data, status=status.HTTP_201_CREATED)
 
 
 class DatasetViewSet(mixins.CreateModelMixin, mixins.UpdateModelMixin, viewsets.ReadOnlyModelViewSet):

@@ -24,7 +24,7 @@ import random
 import re
 import time
 from collections import Counter, defaultdict, deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Callable, Iterator
 
@@ -33,13 +33,15 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import Count, Q, Sum
 
+from curation import tasks
+from curation.generation_params import GenerationParams
 from curation.hashing import example_content_hash, text_hash
 from curation.llm import LLMCallError, LLMClient, llm_endpoint, record_later
 from curation.models import (
     Dataset, Example, GeneratedQuery, GenerationRun, LLMCall, Passage, Persona, PromptTemplate, SeedQuery,
 )
 from curation.services.prompts import prompt_active, prompt_render
-from limrank_app.jobs import JobStatus, job_finish, job_progress
+from limrank_app.jobs import JobStatus, job_cancel, job_finish, job_progress
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +50,6 @@ VARIANTS = (GeneratedQuery.Variant.DAILY_LIFE, GeneratedQuery.Variant.EXPERT)
 FAILED_PREFIX = "failed: "
 PROGRESS_EVERY_S = 1.0
 BATCH_WINDOW_S = 0.02  # at most this long between a finished call and its batch's commit
-
-PARAM_LIMITS = {"in_flight": (1, 512), "consistency_k": (1, 15), "n_hard_negatives": (1, 5)}
 
 
 # ---------------------------------------------------------------- creating, resuming, cancelling
@@ -64,42 +64,32 @@ def generation_run_create(
     created_by=None,
     name: str = "",
     dataset: Dataset | None = None,
-    n_seeds: int,
-    n_personas: int,
-    random_seed: int = 12345,
-    in_flight: int = 16,
-    consistency_k: int = 1,
-    n_hard_negatives: int = 2,
-    generator_model: str = "",
-    reasoner_model: str = "",
-    temperature: float = 0.8,
-    reasoner_temperature: float = 0.6,
+    params: GenerationParams | None = None,
     seed_ids: list[int] | None = None,
     persona_ids: list[int] | None = None,
     enqueue: bool = True,
+    **values,
 ) -> GenerationRun:
     """Sample seeds and personas (reproducibly, from `random_seed`), freeze the active prompt versions,
     save the run and enqueue it on the `llm` queue after commit (unless `enqueue=False`, as the
-    foreground `synthesize` command does)."""
-    if n_seeds < 0 or n_personas < 0:
-        raise ValidationError("sample sizes cannot be negative")
-    values = {"in_flight": in_flight, "consistency_k": consistency_k, "n_hard_negatives": n_hard_negatives}
-    for key, (lo, hi) in PARAM_LIMITS.items():
-        if not lo <= values[key] <= hi:
-            raise ValidationError(f"{key} must be between {lo} and {hi}")
-    rng = random.Random(random_seed)
+    foreground `synthesize` command does). The run's parameters are `params`, or built from keyword
+    `values` (GenerationParams' fields; a bad or unknown one is a ValidationError naming the field)."""
+    if params is None:
+        params = GenerationParams.build(**values)
+    elif values:
+        raise ValidationError("give either params or keyword values, not both")
+    rng = random.Random(params.random_seed)
     if seed_ids is None:
-        seed_ids = _sample(list(SeedQuery.objects.order_by("id").values_list("id", flat=True)), n_seeds, rng)
+        seed_ids = _sample(list(SeedQuery.objects.order_by("id").values_list("id", flat=True)), params.n_seeds, rng)
     if persona_ids is None:
-        persona_ids = _sample(list(Persona.objects.order_by("id").values_list("id", flat=True)), n_personas, rng)
+        persona_ids = _sample(list(Persona.objects.order_by("id").values_list("id", flat=True)), params.n_personas, rng)
     prompts = {n: prompt_active(name=n) for n in Name.values}
+    resolved = replace(params, generator_model=params.generator_model or settings.LIMRANK_GENERATOR_MODEL,
+                       reasoner_model=params.reasoner_model or settings.LIMRANK_REASONER_MODEL,
+                       n_seeds=len(seed_ids), n_personas=len(persona_ids))
     params = {
-        "n_seeds": len(seed_ids), "n_personas": len(persona_ids), "n_seeds_requested": n_seeds,
-        "n_personas_requested": n_personas, "random_seed": random_seed, "in_flight": in_flight,
-        "consistency_k": consistency_k, "n_hard_negatives": n_hard_negatives,
-        "generator_model": generator_model or settings.LIMRANK_GENERATOR_MODEL,
-        "reasoner_model": reasoner_model or settings.LIMRANK_REASONER_MODEL,
-        "temperature": temperature, "reasoner_temperature": reasoner_temperature,
+        **resolved.to_dict(),
+        "n_seeds_requested": params.n_seeds, "n_personas_requested": params.n_personas,
         "seed_ids": seed_ids, "persona_ids": persona_ids,
         "prompt_ids": {n: p.pk for n, p in prompts.items()},
         "prompt_versions": {n: p.version for n, p in prompts.items()},
@@ -114,14 +104,12 @@ def generation_run_create(
 
 
 def _enqueue_on_commit(run_id: int) -> None:
-    from curation.tasks import generation_run_execute_task
-
-    transaction.on_commit(lambda: generation_run_execute_task.delay(run_id))
+    transaction.on_commit(lambda: tasks.generation_run_execute_task.delay(run_id))
 
 
 def _expected_examples(params: dict) -> int:
     pairs = len(params.get("seed_ids") or []) * len(params.get("persona_ids") or [])
-    return pairs * len(VARIANTS) * (1 + int(params.get("n_hard_negatives", 2)))
+    return pairs * len(VARIANTS) * (1 + GenerationParams.from_stored(params).n_hard_negatives)
 
 
 @transaction.atomic
@@ -137,8 +125,6 @@ def generation_run_resume(*, run: GenerationRun, enqueue: bool = True) -> Genera
 
 
 def generation_run_cancel(*, run: GenerationRun) -> GenerationRun:
-    from limrank_app.jobs import job_cancel
-
     job_cancel(run)
     return run
 
@@ -278,7 +264,7 @@ def generation_run_stats(*, run: GenerationRun, state: RunState | None = None) -
     """The run's summary from the database: calls, tokens, cost, kept / filtered / failed, cost per kept example."""
     state = state or RunState.load(run)
     params = run.params or {}
-    n_neg = int(params.get("n_hard_negatives", 2))
+    n_neg = GenerationParams.from_stored(params).n_hard_negatives
     agg = LLMCall.objects.filter(generation_run=run).aggregate(
         calls=Count("id"), errors=Count("id", filter=~Q(error="")), tokens_in=Sum("tokens_in"),
         tokens_out=Sum("tokens_out"), cost=Sum("cost_usd"),
@@ -361,11 +347,12 @@ class _Executor:
         self.run = run
         self.progress_cb = progress
         p = run.params
-        self.k = int(p.get("consistency_k", 1))
-        self.n_neg = int(p.get("n_hard_negatives", 2))
-        self.in_flight = int(p.get("in_flight", 16))
-        self.temperature = p.get("temperature", 0.8)
-        self.reasoner_temperature = p.get("reasoner_temperature", 0.6)
+        typed = GenerationParams.from_stored(p)
+        self.k = typed.consistency_k
+        self.n_neg = typed.n_hard_negatives
+        self.in_flight = typed.in_flight
+        self.temperature = typed.temperature
+        self.reasoner_temperature = typed.reasoner_temperature
         self.prompts = self._prompts(p)
         self.seeds = SeedQuery.objects.in_bulk(p.get("seed_ids") or [])
         self.personas = Persona.objects.in_bulk(p.get("persona_ids") or [])
@@ -709,11 +696,14 @@ def generation_run_execute(*, run: GenerationRun, progress: Callable[[int, int],
 def _sample_missing(run: GenerationRun) -> None:
     """A run made without the create service (e.g. only n_seeds / n_personas in params): sample now, once."""
     params = dict(run.params or {})
-    rng = random.Random(params.get("random_seed", 12345))
+    typed = GenerationParams.from_stored(params)
+    rng = random.Random(typed.random_seed)
     if "seed_ids" not in params:
-        params["seed_ids"] = _sample(list(SeedQuery.objects.order_by("id").values_list("id", flat=True)), int(params.get("n_seeds", 0)), rng)
+        params["seed_ids"] = _sample(list(SeedQuery.objects.order_by("id").values_list("id", flat=True)),
+                                     typed.n_seeds if "n_seeds" in params else 0, rng)
     if "persona_ids" not in params:
-        params["persona_ids"] = _sample(list(Persona.objects.order_by("id").values_list("id", flat=True)), int(params.get("n_personas", 0)), rng)
+        params["persona_ids"] = _sample(list(Persona.objects.order_by("id").values_list("id", flat=True)),
+                                        typed.n_personas if "n_personas" in params else 0, rng)
     run.params = params
     run.progress_total = _expected_examples(params)
     GenerationRun.objects.filter(pk=run.pk).update(params=params, progress_total=run.progress_total)

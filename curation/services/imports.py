@@ -17,6 +17,7 @@ Public functions (all keyword-only; `file` is bytes, a binary file-like object, 
 """
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -448,8 +449,6 @@ def _authors_rows(data: bytes, filename: str) -> tuple[str, Iterator[tuple[int, 
     """(unit, rows) of a file as published: parquet (the hub's format), JSON lines, or one JSON array
     (LLaMA-Factory's data files). Rows are numbered from 1."""
     if filename.lower().endswith(".parquet") or data[:4] == b"PAR1":
-        import io
-
         import pyarrow.parquet as pq
 
         try:

@@ -24,7 +24,7 @@ from curation.selectors.review import (
     CARD_FIELDS, DEFAULT_CLAIM_MINUTES, REJECT_REASONS, ReviewScope, claim_is_skip, review_others_holding, review_required_for,
 )
 from curation.services import libpq_prepared as libpq
-from curation.services.tokens import api_token_touch
+from limrank_app.services import api_token_touch
 from limrank_app.api.authentication import api_token_reviewer_writer_params, api_token_reviewer_writer_sql_text
 from limrank_app.roles import user_is_admin, user_is_reviewer
 

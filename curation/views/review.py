@@ -11,7 +11,9 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
+from markdown_it import MarkdownIt
 
+from curation import review_charts
 from curation.models import Dataset, GenerationRun, ReviewClaim
 from curation.selectors import review as sel
 from curation.services import review as svc
@@ -40,7 +42,6 @@ def _scope_urls(scope: sel.ReviewScope, example_id: int | None = None) -> dict:
 def _guidelines_html(text: str) -> str:
     if not text.strip():
         return ""
-    from markdown_it import MarkdownIt
 
     # CommonMark without raw HTML: guidelines are admin-written but still escaped.
     return MarkdownIt("commonmark", {"html": False}).render(text)
@@ -225,8 +226,6 @@ def review_browse(request):
 @admin_required
 @require_GET
 def review_quality(request):
-    from curation import review_charts
-
     dataset = None
     if request.GET.get("dataset", "").isdigit():
         dataset = get_object_or_404(Dataset, pk=int(request.GET["dataset"]))

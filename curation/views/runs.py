@@ -11,22 +11,30 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
+from curation.generation_params import DEFAULTS, FIELD_NAMES, LIMITS, GenerationParams
 from curation.models import Dataset, GenerationRun
 from curation.selectors import generation as selectors
 from curation.services import generation as services
 from limrank_app.roles import admin_required
 
 
+def _int_field(name: str, label: str) -> forms.IntegerField:
+    lo, hi = LIMITS.get(name, (None, None))
+    return forms.IntegerField(label=label, min_value=lo, max_value=hi, initial=getattr(DEFAULTS, name))
+
+
 class GenerationRunForm(forms.Form):
+    """The fields of GenerationParams (their defaults and limits come from there) plus where the examples go."""
+
     name = forms.CharField(max_length=200, required=False)
-    n_seeds = forms.IntegerField(label="Seed queries (sample size)", min_value=0, initial=10)
-    n_personas = forms.IntegerField(label="Personas (sample size)", min_value=0, initial=5)
-    random_seed = forms.IntegerField(label="Random seed", initial=12345)
+    n_seeds = _int_field("n_seeds", "Seed queries (sample size)")
+    n_personas = _int_field("n_personas", "Personas (sample size)")
+    random_seed = _int_field("random_seed", "Random seed")
     generator_model = forms.CharField(label="Generator model", max_length=200, required=False)
     reasoner_model = forms.CharField(label="Reasoner model", max_length=200, required=False)
-    in_flight = forms.IntegerField(label="Calls in flight", min_value=1, max_value=512, initial=16)
-    consistency_k = forms.IntegerField(label="Reasoner samples k (self-consistency)", min_value=1, max_value=15, initial=1)
-    n_hard_negatives = forms.IntegerField(label="Hard negatives per query", min_value=1, max_value=5, initial=2)
+    in_flight = _int_field("in_flight", "Calls in flight")
+    consistency_k = _int_field("consistency_k", "Reasoner samples k (self-consistency)")
+    n_hard_negatives = _int_field("n_hard_negatives", "Hard negatives per query")
     dataset = forms.ModelChoiceField(label="Dataset", queryset=Dataset.objects.order_by("name"), required=False)
     new_dataset = forms.CharField(label="…or a new dataset named", max_length=120, required=False)
 
@@ -41,13 +49,16 @@ def run_list(request):
     if request.method == "POST":
         form = GenerationRunForm(request.POST)
         if form.is_valid():
-            data = dict(form.cleaned_data)
-            new_dataset = data.pop("new_dataset").strip()
+            data = form.cleaned_data
+            new_dataset = data["new_dataset"].strip()
             try:
+                params = GenerationParams.build(**{k: v for k, v in data.items() if k in FIELD_NAMES})
                 with transaction.atomic():
+                    dataset = data["dataset"]
                     if new_dataset:
-                        data["dataset"] = Dataset.objects.get_or_create(name=new_dataset, defaults={"created_by": request.user})[0]
-                    run = services.generation_run_create(created_by=request.user, **data)
+                        dataset = Dataset.objects.get_or_create(name=new_dataset, defaults={"created_by": request.user})[0]
+                    run = services.generation_run_create(created_by=request.user, name=data["name"], dataset=dataset,
+                                                         params=params)
             except ValidationError as exc:
                 form.add_error(None, exc)
             else:

@@ -1,7 +1,12 @@
 """Rerankers behind one interface, one module per family, built by kind; heavy imports happen on build."""
 from __future__ import annotations
 
+from django.conf import settings
+
 from .base import Reranker, RerankerDependencyError
+from .causal_lm import CausalLMReranker, VLLMCausalLMReranker
+from .cross_encoder import CrossEncoderReranker
+from .listwise import ListwiseReranker
 
 __all__ = ["Reranker", "RerankerDependencyError", "reranker_build", "reranker_for_model", "POINTWISE_KINDS"]
 
@@ -12,8 +17,6 @@ def reranker_build(kind: str, *, path: str = "", base_model: str = "", config: d
     """kind: cross-encoder | causal-lm (config backend: transformers | vllm) | listwise."""
     config = dict(config or {})
     if kind == "cross-encoder":
-        from .cross_encoder import CrossEncoderReranker
-
         keep = {k: config[k] for k in ("batch_size", "max_length", "device") if k in config}
         return CrossEncoderReranker(path or base_model, **keep)
     if kind == "causal-lm":
@@ -21,20 +24,13 @@ def reranker_build(kind: str, *, path: str = "", base_model: str = "", config: d
         keep = {k: config[k] for k in ("mode", "max_new_tokens", "batch_size", "max_length", "device", "dtype",
                                        "gpu_memory_utilization", "tensor_parallel_size") if k in config}
         if backend == "vllm":
-            from .causal_lm import VLLMCausalLMReranker
-
             keep.pop("batch_size", None), keep.pop("device", None), keep.pop("dtype", None)
             return VLLMCausalLMReranker(path or base_model, base_model=base_model, **keep)
         if backend != "transformers":
             raise ValueError(f"unknown causal-LM backend {backend!r} (transformers or vllm)")
-        from .causal_lm import CausalLMReranker
 
         return CausalLMReranker(path or base_model, base_model=base_model if path else "", **keep)
     if kind == "listwise":
-        from django.conf import settings
-
-        from .listwise import ListwiseReranker
-
         return ListwiseReranker(
             model=config.get("model") or path or settings.LIMRANK_REASONER_MODEL,
             base_url=config.get("base_url") or settings.LIMRANK_REASONER_BASE_URL,

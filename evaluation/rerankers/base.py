@@ -1,6 +1,7 @@
 """The one interface every reranker implements (AnswerDotAI `rerankers` style)."""
 from __future__ import annotations
 
+import importlib
 from typing import Sequence
 
 
@@ -10,8 +11,6 @@ class RerankerDependencyError(ImportError):
 
 def require(module: str, *, install: str, purpose: str):
     """Import an optional heavy dependency, or say exactly what to install."""
-    import importlib
-
     try:
         return importlib.import_module(module)
     except ImportError as exc:

@@ -7,10 +7,12 @@ first, as the reference does; `mode="direct"` closes an empty reasoning at once 
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Sequence
 
 from curation import protocol
+from training.lora import _prompt_ids, answer_token_ids, causal_lm_score_pairs
 
 from .base import Reranker, require
 
@@ -18,8 +20,6 @@ from .base import Reranker, require
 def _adapter_base(path: str) -> str | None:
     cfg = Path(path) / "adapter_config.json"
     if cfg.exists():
-        import json
-
         return json.loads(cfg.read_text()).get("base_model_name_or_path")
     return None
 
@@ -60,8 +60,6 @@ class CausalLMReranker(Reranker):
         self.max_new_tokens, self.batch_size, self.context_size = max_new_tokens, batch_size, max_length
 
     def score_pairs(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
-        from training.lora import causal_lm_score_pairs
-
         return causal_lm_score_pairs(self.model, self.tokenizer, list(pairs), mode=self.mode,
                                      max_new_tokens=self.max_new_tokens, context_size=self.context_size,
                                      batch_size=self.batch_size)
@@ -113,7 +111,6 @@ class VLLMCausalLMReranker(Reranker):
             self.llm = vllm.LLM(**kwargs, logprobs_mode="processed_logprobs")
         except TypeError:  # a vLLM without the option (V0 engines return processed log-probabilities anyway)
             self.llm = vllm.LLM(**kwargs)
-        from training.lora import answer_token_ids
 
         self.true_id, self.false_id = answer_token_ids(self.tokenizer)
         self.max_new_tokens, self.context_size = max_new_tokens, max_length
@@ -123,8 +120,6 @@ class VLLMCausalLMReranker(Reranker):
                                           allowed_token_ids=[self.true_id, self.false_id], skip_special_tokens=False)
 
     def _token_prompts(self, texts: list[str], limit: int) -> list[dict]:
-        from training.lora import _prompt_ids
-
         return [{"prompt_token_ids": ids} for ids in _prompt_ids(self.tokenizer, texts, limit)]
 
     def _generate(self, texts: list[str]) -> list[protocol.Generation]:

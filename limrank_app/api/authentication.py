@@ -5,11 +5,14 @@ from datetime import timedelta
 from functools import cache
 
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
 from django.db import connection
 from django.utils import timezone
 from rest_framework import authentication, exceptions
 
+from limrank_app.models import ApiToken
 from limrank_app.roles import ADMIN, REVIEWER, user_roles_remember
+from limrank_app.services import api_token_touch, token_hash
 
 
 # Only what authentication and permissions read: the rest of the user (password hash, names, dates) is deferred
@@ -21,10 +24,6 @@ TOUCH_EVERY_S = 60
 
 def _sql_parts():
     """Column and table names for the statements below: token t joined to its user u, and role membership of u."""
-    from django.contrib.auth.models import Group
-
-    from curation.models import ApiToken
-
     q = connection.ops.quote_name
     User = get_user_model()
     pk = q(User._meta.pk.column)
@@ -60,8 +59,6 @@ def api_token_reviewer_writer_sql_text() -> str:
     none otherwise; its parameters come from api_token_reviewer_writer_params. The review queue's hot endpoints join
     their action to it: authentication and action in one statement; a request it does not admit takes the full DRF
     path, which answers why."""
-    from curation.models import ApiToken
-
     token_col, user_col, member, tables, stale = _sql_parts()
     return (
         f"SELECT {token_col('id')} AS token_id, {token_col('user_id')} AS user_id, {stale} AS stale FROM {tables} "
@@ -73,8 +70,6 @@ def api_token_reviewer_writer_sql_text() -> str:
 def api_token_reviewer_writer_params(key: str, *, now, db) -> list:
     """The subquery's parameters for `db`, the connection the statement runs on (given: a lookup through `connection`
     goes through an asgiref Local on every use)."""
-    from curation.services.tokens import token_hash
-
     touched_before = db.ops.adapt_datetimefield_value(now - timedelta(seconds=TOUCH_EVERY_S))
     return [touched_before, token_hash(key), REVIEWER, ADMIN]
 
@@ -90,8 +85,6 @@ def bearer_key(request) -> str | None:
 def api_token_lookup(key_hash: str, *, now=None):
     """(token, live, stale): the token with the hash, its user loaded with the roles remembered on it; `live` is false
     for a revoked token, `stale` true when last_used_at is older than TOUCH_EVERY_S. None if there is no such token."""
-    from curation.models import ApiToken
-
     now = now or timezone.now()
     with connection.cursor() as cur:
         touched_before = connection.ops.adapt_datetimefield_value(now - timedelta(seconds=TOUCH_EVERY_S))
@@ -118,8 +111,6 @@ class ApiTokenAuthentication(authentication.BaseAuthentication):
             return None
         if len(header) != 2:
             raise exceptions.AuthenticationFailed("Authorization header must be 'Bearer <token>'.")
-        from curation.services.tokens import api_token_touch, token_hash
-
         now = timezone.now()
         found = api_token_lookup(token_hash(header[1].decode("utf-8", "replace")), now=now)
         if found is None or not found[1] or not found[0].user.is_active:

@@ -3,12 +3,11 @@ from __future__ import annotations
 
 from rest_framework import permissions
 
+from limrank_app.models import ApiToken
 from limrank_app.roles import user_is_admin, user_is_reviewer
 
 
 def _token_allows(request) -> bool:
-    from curation.models import ApiToken
-
     token = request.auth
     if isinstance(token, ApiToken) and token.scope == ApiToken.Scope.READ:
         return request.method in permissions.SAFE_METHODS

@@ -106,7 +106,7 @@ def test_the_same_submit_twice_at_once_stores_one_review(settings, required):
     # after the first committed, reads the row and the claim as the first left them and is refused.
     if connection.vendor != "postgresql":
         pytest.skip("needs PostgreSQL (set DATABASE_URL)")
-    from curation.services.tokens import api_token_create
+    from limrank_app.services import api_token_create
 
     settings.PASSWORD_HASHERS = FAST_HASHER
     ds, [ex] = factories.review_dataset(n=1, reviews_required=required)

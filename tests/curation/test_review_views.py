@@ -5,7 +5,7 @@ from django.urls import reverse
 from curation.models import Example, Review, ReviewClaim
 from curation.selectors.review import ReviewScope
 from curation.services import review as svc
-from curation.services.tokens import api_token_create
+from limrank_app.services import api_token_create
 from tests import factories
 
 pytestmark = pytest.mark.django_db

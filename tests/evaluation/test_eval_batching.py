@@ -32,9 +32,7 @@ def _causal_lm():
 
 
 def _patch(monkeypatch, reranker):
-    import evaluation.rerankers as rr
-
-    monkeypatch.setattr(rr, "reranker_for_model", lambda model: reranker)
+    monkeypatch.setattr(services, "reranker_for_model", lambda model: reranker)
 
 
 @pytest.mark.django_db

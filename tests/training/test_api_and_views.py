@@ -8,7 +8,7 @@ from django.core.management import CommandError, call_command
 from django.urls import reverse
 from rest_framework.test import APIClient
 
-from curation.services.tokens import api_token_create
+from limrank_app.services import api_token_create
 from limrank_app.jobs import JobStatus
 from tests import factories
 from tests.training.conftest import make_dataset_version, reasoning_rows

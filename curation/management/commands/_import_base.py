@@ -4,6 +4,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
+from tqdm import tqdm
+from curation.services.imports import ImportValidationError
 
 
 class ImportCommand(BaseCommand):
@@ -16,10 +18,6 @@ class ImportCommand(BaseCommand):
         raise NotImplementedError
 
     def handle(self, *args, **options):
-        from tqdm import tqdm
-
-        from curation.services.imports import ImportValidationError
-
         path = Path(options["file"])
         if not path.is_file():
             raise CommandError(f"{path}: no such file")

@@ -9,6 +9,7 @@ import json
 
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
+from tqdm import tqdm
 
 from curation.models import Dataset
 from curation.services.datasets import dataset_version_build
@@ -56,8 +57,6 @@ class Command(BaseCommand):
 
         bar = None
         if not opts["no_progress"]:
-            from tqdm import tqdm
-
             bar = tqdm(desc="members", unit="ex")
 
         def progress(done: int, total: int) -> None:

@@ -2,6 +2,10 @@
 manage.py import_examples --format rank1-hf|limrank-hf PATH [--dataset NAME]     (the authors' published files)
 manage.py import_examples --format rank1-hf|limrank-hf --online [--dataset NAME] (the same, from the hub)"""
 from django.core.management.base import CommandError
+from django.db import transaction
+
+from curation.models import Dataset
+from curation.services.imports import ImportValidationError, examples_import, examples_import_authors
 
 from ._import_base import ImportCommand
 
@@ -39,8 +43,6 @@ class Command(ImportCommand):
         return super().handle(*args, **options)
 
     def _import_online(self, **options):
-        from curation.services.imports import ImportValidationError
-
         try:
             result = self.run_import(None, progress=None, **options)
         except ImportValidationError as exc:
@@ -49,11 +51,6 @@ class Command(ImportCommand):
             f"{result.kind}: {result.created} imported, {result.duplicates} duplicates skipped, {result.lines} rows read"))
 
     def run_import(self, path, *, progress, **options):
-        from django.db import transaction
-
-        from curation.models import Dataset
-        from curation.services.imports import examples_import, examples_import_authors
-
         with transaction.atomic():  # a rejected file leaves no new dataset behind either
             dataset = Dataset.objects.get_or_create(name=options["dataset"])[0] if options["dataset"] else None
             if options["format"] != "studio":

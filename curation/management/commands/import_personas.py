@@ -1,4 +1,6 @@
 """manage.py import_personas FILE: PersonaHub JSONL ({"persona": ...})."""
+from curation.services.imports import personas_import
+
 from ._import_base import ImportCommand
 
 
@@ -11,6 +13,4 @@ class Command(ImportCommand):
         parser.add_argument("--source", default="personahub")
 
     def run_import(self, path, *, progress, **options):
-        from curation.services.imports import personas_import
-
         return personas_import(file=path, filename=path, source=options["source"], progress=progress)

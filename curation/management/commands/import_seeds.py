@@ -1,4 +1,6 @@
 """manage.py import_seeds FILE: MS MARCO topics (qid<TAB>query) or JSONL seed queries."""
+from curation.services.imports import seeds_import
+
 from ._import_base import ImportCommand
 
 
@@ -11,6 +13,4 @@ class Command(ImportCommand):
         parser.add_argument("--source", default="", help="source label (default: msmarco for TSV, jsonl for JSONL)")
 
     def run_import(self, path, *, progress, **options):
-        from curation.services.imports import seeds_import
-
         return seeds_import(file=path, filename=path, source=options["source"], progress=progress)

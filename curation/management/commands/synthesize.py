@@ -1,5 +1,12 @@
 """manage.py synthesize: a generation run in the foreground (same service as the Celery task), with a progress bar."""
+from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
+from tqdm import tqdm
+
+from curation.generation_params import DEFAULTS, GenerationParams
+from curation.models import Dataset, GenerationRun
+from curation.services.generation import generation_run_create, generation_run_execute, generation_run_resume
+from limrank_app.jobs import JobStatus, job_claim
 
 
 class Command(BaseCommand):
@@ -9,12 +16,13 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("--seeds", type=int, default=10, help="seed queries to sample")
-        parser.add_argument("--personas", type=int, default=5, help="personas to sample (every seed meets every persona)")
-        parser.add_argument("--in-flight", type=int, default=16, help="LLM calls in flight at once")
-        parser.add_argument("--consistency", type=int, default=1, help="reasoner samples per pair (majority when > 1)")
-        parser.add_argument("--hard-negatives", type=int, default=2, help="hard negatives per query")
-        parser.add_argument("--random-seed", type=int, default=12345)
+        d = DEFAULTS
+        parser.add_argument("--seeds", type=int, default=d.n_seeds, help="seed queries to sample")
+        parser.add_argument("--personas", type=int, default=d.n_personas, help="personas to sample (every seed meets every persona)")
+        parser.add_argument("--in-flight", type=int, default=d.in_flight, help="LLM calls in flight at once")
+        parser.add_argument("--consistency", type=int, default=d.consistency_k, help="reasoner samples per pair (majority when > 1)")
+        parser.add_argument("--hard-negatives", type=int, default=d.n_hard_negatives, help="hard negatives per query")
+        parser.add_argument("--random-seed", type=int, default=d.random_seed)
         parser.add_argument("--generator-model", default="")
         parser.add_argument("--reasoner-model", default="")
         parser.add_argument("--dataset", default="", help="put the examples in this dataset (created if missing)")
@@ -22,12 +30,6 @@ class Command(BaseCommand):
         parser.add_argument("--resume", type=int, metavar="RUN_ID", help="carry on with an unfinished run instead")
 
     def handle(self, *args, **o):
-        from tqdm import tqdm
-
-        from curation.models import Dataset, GenerationRun
-        from curation.services.generation import generation_run_create, generation_run_execute, generation_run_resume
-        from limrank_app.jobs import JobStatus, job_claim
-
         if o["resume"]:
             run = GenerationRun.objects.filter(pk=o["resume"]).first()
             if run is None:
@@ -41,14 +43,15 @@ class Command(BaseCommand):
         else:
             dataset = Dataset.objects.get_or_create(name=o["dataset"])[0] if o["dataset"] else None
             try:
-                run = generation_run_create(
-                    name=o["name"] or "synthesize (command line)", dataset=dataset, n_seeds=o["seeds"], n_personas=o["personas"],
-                    random_seed=o["random_seed"], in_flight=o["in_flight"], consistency_k=o["consistency"],
-                    n_hard_negatives=o["hard_negatives"], generator_model=o["generator_model"],
-                    reasoner_model=o["reasoner_model"], enqueue=False,
+                params = GenerationParams(
+                    n_seeds=o["seeds"], n_personas=o["personas"], random_seed=o["random_seed"], in_flight=o["in_flight"],
+                    consistency_k=o["consistency"], n_hard_negatives=o["hard_negatives"],
+                    generator_model=o["generator_model"], reasoner_model=o["reasoner_model"],
                 )
-            except Exception as exc:  # ValidationError: bad sizes
-                raise CommandError(str(exc)) from None
+                run = generation_run_create(name=o["name"] or "synthesize (command line)", dataset=dataset, params=params,
+                                            enqueue=False)
+            except ValidationError as exc:  # a value out of its limits, named
+                raise CommandError("; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items())) from None
         if run.status == JobStatus.QUEUED and not job_claim(GenerationRun, pk=run.pk):
             raise CommandError(f"could not claim run {run.pk}")
         run.refresh_from_db()

@@ -7,6 +7,14 @@ their first stages): it is attached to the benchmark (named after the file) and 
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
+from tqdm import tqdm
+
+from evaluation.benchmarks import BenchmarkFormatError, run_name_from_path, write_run
+from evaluation.models import Benchmark, EvalRun, RerankerModel
+from evaluation.selectors import eval_run_file
+from evaluation.services import (
+    EvaluationError, benchmark_demo_ensure, benchmark_run_attach, eval_run_create, eval_run_execute,
+)
 
 
 class Command(BaseCommand):
@@ -30,15 +38,6 @@ class Command(BaseCommand):
         parser.add_argument("--subtask", help="with --task BrightRetrieval: biology, leetcode, ...")
 
     def handle(self, *args, **o):
-        from tqdm import tqdm
-
-        from evaluation.benchmarks import BenchmarkFormatError, run_name_from_path, write_run
-        from evaluation.models import Benchmark, EvalRun, RerankerModel
-        from evaluation.services import (
-            EvaluationError, benchmark_demo_ensure, benchmark_run_attach, eval_run_create, eval_run_execute,
-        )
-        from evaluation.selectors import eval_run_file
-
         if o["model"] == "bm25":
             benchmark_demo_ensure() if o["benchmark"] == "scifact" else None
             RerankerModel.objects.get_or_create(name="bm25", defaults={"kind": RerankerModel.Kind.BM25})

@@ -4,6 +4,8 @@ PATH: a folder (beir, bright, followir in its public layout, litsearch), the TRE
 and optional --run, --corpus: jsonl, tsv or TREC SGML <DOC> files, gzipped or a folder of them), an ir_datasets
 id (ir_datasets), or with --online a hub repository (followir: jhu-clsp/core17-instructions; bright, litsearch)."""
 from django.core.management.base import BaseCommand, CommandError
+from evaluation.benchmarks import BenchmarkFormatError
+from evaluation.services import EvaluationError, benchmark_import_path
 
 
 class Command(BaseCommand):
@@ -24,9 +26,6 @@ class Command(BaseCommand):
         parser.add_argument("--replace", action="store_true", help="replace a benchmark of that name (if it has no runs)")
 
     def handle(self, *args, **o):
-        from evaluation.benchmarks import BenchmarkFormatError
-        from evaluation.services import EvaluationError, benchmark_import_path
-
         kw = {}
         if o["format"] == "trec":
             kw["files"] = {"topics": o["path"], "qrels": o["qrels"], "run": o["run"], "corpus": o["corpus"],

@@ -2,6 +2,9 @@
 [--instruction I] [--no-prompt]: the exact prompt the pointwise reranker sees, then one newline."""
 from django.core.management.base import BaseCommand, CommandError
 
+from curation import protocol
+from curation.protocol import BRIGHT_SUBTASKS, TASKS
+
 
 class Command(BaseCommand):
     help = ("Print the exact Rank1/LimRank prompt for one (query, passage) pair of a task, as the reference builds "
@@ -9,8 +12,6 @@ class Command(BaseCommand):
             "BrightRetrieval --subtask biology, Core17, Robust04, News21).")
 
     def add_arguments(self, parser):
-        from curation.protocol import BRIGHT_SUBTASKS, TASKS
-
         parser.add_argument("--task", required=True, help=f"one of: {', '.join(TASKS)}")
         parser.add_argument("--subtask", help=f"BrightRetrieval: {', '.join(BRIGHT_SUBTASKS)}")
         parser.add_argument("--query", required=True)
@@ -20,8 +21,6 @@ class Command(BaseCommand):
         parser.add_argument("--no-prompt", action="store_true", help="leave out the task's prompt (the reference's --skip_prompt)")
 
     def handle(self, *args, **o):
-        from curation import protocol
-
         try:
             task, subtask = protocol.task_normalize(o["task"], o["subtask"])
         except protocol.UnknownTaskError as exc:

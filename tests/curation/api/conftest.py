@@ -8,8 +8,9 @@ import pytest
 from rest_framework.test import APIClient
 
 from curation.hashing import example_content_hash, text_hash
-from curation.models import ApiToken, Example, GeneratedQuery, Passage
-from curation.services.tokens import api_token_create
+from curation.models import Example, GeneratedQuery, Passage
+from limrank_app.models import ApiToken
+from limrank_app.services import api_token_create
 from tests import factories
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

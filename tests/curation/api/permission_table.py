@@ -26,6 +26,7 @@ TABLE: list[tuple[str, str, str]] = [
     ("GET", "/api/reviews/", REVIEWER),
     ("GET", "/api/reviews/{id}/", REVIEWER),
     ("GET", "/api/generation-runs/", ADMIN),
+    ("POST", "/api/generation-runs/", ADMIN),
     ("GET", "/api/generation-runs/{id}/", ADMIN),
     ("GET", "/api/datasets/", RRAW),
     ("POST", "/api/datasets/", RRAW),

@@ -5,9 +5,10 @@ import re
 
 import pytest
 
-from curation.models import ApiToken, Review
+from curation.models import Review
+from limrank_app.models import ApiToken
 from curation.services.datasets import dataset_version_build
-from curation.services.tokens import api_token_create, api_token_revoke
+from limrank_app.services import api_token_create, api_token_revoke
 from tests import factories
 from tests.curation.api.conftest import make_examples
 from tests.curation.api.permission_table import EXTRA, SAFE, TABLE, allowed

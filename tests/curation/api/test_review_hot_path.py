@@ -16,7 +16,7 @@ from curation.api import review as api
 from curation.models import Example, Review, ReviewClaim
 from curation.selectors.review import ReviewScope
 from curation.services import review as svc
-from curation.services.tokens import api_token_create
+from limrank_app.services import api_token_create
 from tests import factories
 
 pytestmark = pytest.mark.django_db
@@ -202,7 +202,7 @@ def test_postgresql_libpq_path_prepares_once_per_connection_and_again_when_deall
 def test_postgresql_token_path_admits_exactly_whom_the_permissions_admit(client):
     # Every kind of caller the one-statement path must refuse is answered by the full path with its reason, and
     # the service itself declines them (nothing claimed); the ones it admits act as themselves.
-    from curation.services.tokens import api_token_revoke
+    from limrank_app.services import api_token_revoke
     from django.contrib.auth import get_user_model
 
     ds, examples = factories.review_dataset(n=8)
@@ -269,7 +269,7 @@ def test_postgresql_token_path_hands_errors_and_edits_to_the_full_path(client, r
                                                         "edits": {"query": "a better query"}}, **JSON, **auth)
     assert edited.status_code == 201 and edited.json()["edits"] == {"query": "a better query"}
     # And the token's last use is recorded by the one-statement path too (at most once a minute).
-    from curation.models import ApiToken
+    from limrank_app.models import ApiToken
 
     ApiToken.objects.update(last_used_at=None)
     client.post(reverse("api-review-next"), {"dataset": ds.pk}, **JSON, **auth)
@@ -310,7 +310,7 @@ def test_postgresql_queue_moves_past_a_first_window_of_own_skips(reviewer_user):
 
 
 def test_token_lookup_loads_the_user_it_names(reviewer_user, admin_user):
-    from curation.services.tokens import api_token_revoke, token_hash
+    from limrank_app.services import api_token_revoke, token_hash
     from limrank_app.api.authentication import api_token_lookup
     from limrank_app.roles import user_is_admin, user_is_reviewer
 

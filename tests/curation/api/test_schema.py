@@ -9,9 +9,10 @@ from django.db import close_old_connections
 from hypothesis import HealthCheck, Phase, settings
 from schemathesis.checks import not_a_server_error
 
-from curation.models import ApiToken, Review
+from curation.models import Review
+from limrank_app.models import ApiToken
 from curation.services.datasets import dataset_version_build
-from curation.services.tokens import api_token_create
+from limrank_app.services import api_token_create
 from tests import factories
 from tests.curation.api.conftest import make_examples
 

@@ -6,8 +6,8 @@ import re
 
 import pytest
 
-from curation.models import ApiToken
-from curation.services.tokens import api_token_create
+from limrank_app.models import ApiToken
+from limrank_app.services import api_token_create
 from tests import factories
 
 pytestmark = pytest.mark.django_db

@@ -7,6 +7,7 @@ from django.core.management.base import BaseCommand, CommandError
 from curation.models import DatasetVersion
 from limrank_app.jobs import job_claim
 from training.models import TrainingJob
+from training import services
 from training.presets import PRESETS, ConfigError, overrides_parse
 
 
@@ -26,8 +27,6 @@ class Command(BaseCommand):
         parser.add_argument("--foreground", action="store_true", help="train in this process and show progress")
 
     def handle(self, *args, **opts):
-        from training import services
-
         version = DatasetVersion.objects.filter(pk=opts["dataset_version"]).first()
         if version is None:
             raise CommandError(f"--dataset-version {opts['dataset_version']}: no such dataset version")

@@ -6,9 +6,9 @@ from django.contrib import messages
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from curation.models import ApiToken
-from curation.services.tokens import api_token_create, api_token_revoke
-from limrank_app.roles import reviewer_required
+from .models import ApiToken
+from .roles import reviewer_required
+from .services import api_token_create, api_token_revoke
 
 
 class TokenCreateForm(forms.Form):
@@ -18,7 +18,7 @@ class TokenCreateForm(forms.Form):
 
 def _page(request, form, new_key=None, status=200):
     tokens = ApiToken.objects.filter(user=request.user).order_by("revoked_at", "-created_at")
-    return render(request, "curation/tokens.html", {"form": form, "tokens": tokens, "new_key": new_key}, status=status)
+    return render(request, "account/tokens.html", {"form": form, "tokens": tokens, "new_key": new_key}, status=status)
 
 
 @reviewer_required
@@ -42,4 +42,4 @@ def token_revoke(request, pk: int):
     token = get_object_or_404(ApiToken, pk=pk, user=request.user)
     api_token_revoke(token=token)
     messages.success(request, f"Token “{token.name}” revoked.")
-    return redirect("curation:token_list")
+    return redirect("token_list")
