@@ -94,7 +94,10 @@ class ExampleViewSet(ImportActionMixin, viewsets.ReadOnlyModelViewSet):
     filterset_class = filters.ExampleFilter
 
     def get_queryset(self):
-        return example_list().select_related("passage", "query")
+        return example_list().select_related("passage", "query", "dataset")
+
+    def get_serializer_context(self):
+        return {**super().get_serializer_context(), "reviews_visible": filters.example_reviews_visible_to_all(user=self.request.user)}
 
     @action(detail=False, methods=["post"], url_path="import", parser_classes=[MultiPartParser, FormParser])
     def import_file(self, request):
