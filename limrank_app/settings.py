@@ -34,6 +34,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "limrank_app.middleware.RequestGuardMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -133,6 +134,11 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "limrank_app.api.pagination.IdCursorPagination",
     "PAGE_SIZE": 100,
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_PARSER_CLASSES": [
+        "limrank_app.api.parsers.HardenedJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "LimRank Studio API",
@@ -189,6 +195,24 @@ LIMRANK_REASONER_MODEL = env.str("LIMRANK_REASONER_MODEL", default="deepseek-rea
 LIMRANK_REASONER_API_KEY = env.str("LIMRANK_REASONER_API_KEY", default="sk-local")
 LIMRANK_LLM_TIMEOUT = env.float("LIMRANK_LLM_TIMEOUT", default=120.0)
 LIMRANK_LLM_MAX_RETRIES = env.int("LIMRANK_LLM_MAX_RETRIES", default=4)
+
+# ---------------------------------------------------------------- security and input limits (docs/security.md)
+# Bodies other than uploads (JSON, forms) are read into memory: at most this many bytes.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=5 * 1024 * 1024)
+# An uploaded file past this size streams to a temporary file on disk instead of memory.
+FILE_UPLOAD_MAX_MEMORY_SIZE = env.int("FILE_UPLOAD_MAX_MEMORY_SIZE", default=2 * 1024 * 1024)
+FILE_UPLOAD_TEMP_DIR = env.str("FILE_UPLOAD_TEMP_DIR", default=None)
+# The largest upload (multipart body): refused from Content-Length before reading, and while streaming otherwise.
+LIMRANK_MAX_UPLOAD_BYTES = env.int("LIMRANK_MAX_UPLOAD_BYTES", default=256 * 1024 * 1024)
+FILE_UPLOAD_HANDLERS = [
+    "limrank_app.middleware.BoundedUploadHandler",
+    "django.core.files.uploadhandler.MemoryFileUploadHandler",
+    "django.core.files.uploadhandler.TemporaryFileUploadHandler",
+]
+# Query-string and form parameters that name a row by id: anything but a whole number in 1..2^63-1 is a 400.
+LIMRANK_ID_QUERY_PARAMS = ["dataset", "generation_run", "example", "dataset_version", "benchmark", "model"]
+# JSON bodies nested deeper than this are refused (400) before anything walks them.
+LIMRANK_JSON_MAX_DEPTH = env.int("LIMRANK_JSON_MAX_DEPTH", default=32)
 
 LOGGING = {
     "version": 1,

@@ -26,6 +26,7 @@ from typing import IO, Callable, Iterator
 from django.db import transaction
 
 from curation.hashing import example_content_hash, text_hash
+from limrank_app.text import text_problem
 from curation.models import Dataset, Example, GeneratedQuery, Passage, Persona, SeedQuery
 
 # Limits that keep a broken or hostile file from filling the database. Fields have their own limits (so the
@@ -183,8 +184,9 @@ def _check_text(value: str, *, label: str, key: str, line: int, filename: str, r
     value = value.strip()
     if required and not value:
         raise ImportValidationError("is empty", line=line, field=key, filename=filename)
-    if "\x00" in value:
-        raise ImportValidationError("contains a NUL character", line=line, field=key, filename=filename)
+    problem = text_problem(value)
+    if problem:
+        raise ImportValidationError(problem, line=line, field=key, filename=filename)
     return value
 
 
@@ -313,6 +315,8 @@ def _example_fields(obj: dict, line: int, filename: str) -> dict:
         query = _check_text(m_in["query"], label="query", key="input", line=line, filename=filename, required=True)
         passage = _check_text(m_in["passage"], label="passage", key="input", line=line, filename=filename, required=True)
         reasoning = m_out["reasoning"].replace("<think>", "").strip()
+        if problem := text_problem(reasoning):
+            raise ImportValidationError(problem, line=line, field="output", filename=filename)
         return {"query": query, "instruction": "", "title": "", "passage": passage, "reasoning": reasoning,
                 "label": m_out["answer"].lower() == "true", "domain": "", "qid": "", "docid": ""}
     return {
