@@ -7,6 +7,7 @@ class LimrankAppConfig(AppConfig):
     verbose_name = "Studio"
 
     def ready(self):
+        from . import checks  # noqa: F401  (registers the studio's system checks)
         from .roles import roles_ensure
 
         # After every migrate: the reviewer and admin groups exist with their permissions.

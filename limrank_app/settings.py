@@ -11,7 +11,11 @@ env = environ.Env(DEBUG=(bool, False))
 environ.Env.read_env(BASE_DIR / ".env") if (BASE_DIR / ".env").exists() else None
 
 DEBUG = env.bool("DEBUG", default=False)
-SECRET_KEY = env.str("SECRET_KEY", default="dev-insecure-limrank-studio-change-me")
+# Without SECRET_KEY a development key is used; with DEBUG=false that is refused (limrank_app/checks.py): `manage.py
+# check` reports an error and the web application does not start. The key below is public: sessions signed with it
+# can be forged.
+DEV_SECRET_KEY = "dev-insecure-limrank-studio-change-me"
+SECRET_KEY = env.str("SECRET_KEY", default="") or DEV_SECRET_KEY
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "testserver"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
@@ -22,6 +26,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "axes",
     "rest_framework",
     "django_filters",
     "drf_spectacular",
@@ -42,6 +47,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes requires: it answers a locked-out login attempt.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "limrank_app.urls"
@@ -211,6 +218,18 @@ FILE_UPLOAD_HANDLERS = [
 ]
 # Query-string and form parameters that name a row by id: anything but a whole number in 1..2^63-1 is a 400.
 LIMRANK_ID_QUERY_PARAMS = ["dataset", "generation_run", "example", "dataset_version", "benchmark", "model"]
+# Login throttling (django-axes): after AXES_FAILURE_LIMIT wrong passwords for one username from one address, that
+# pair is locked out for AXES_COOLOFF_TIME hours, the right password included. API tokens do not log in, so token
+# requests are unaffected. Lockouts live in the database (admins see and clear them in the Django admin).
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = env.float("AXES_COOLOFF_TIME", default=0.25)
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_IPWARE_PROXY_COUNT = env.int("AXES_IPWARE_PROXY_COUNT", default=0)
 # JSON bodies nested deeper than this are refused (400) before anything walks them.
 LIMRANK_JSON_MAX_DEPTH = env.int("LIMRANK_JSON_MAX_DEPTH", default=32)
 
