@@ -205,9 +205,9 @@ def eval_run_create(*, benchmark: Benchmark, model: RerankerModel, first_stage: 
     run = EvalRun.objects.create(benchmark=benchmark, model=model, first_stage=first_stage, top_k=int(top_k),
                                  params=params or {}, created_by=created_by)
     if enqueue:
-        from .tasks import eval_run_execute_task
+        from limrank_app.jobs import job_enqueue_on_commit
 
-        transaction.on_commit(lambda: eval_run_execute_task.delay(run.pk))
+        job_enqueue_on_commit(EvalRun, pk=run.pk)
     return run
 
 

@@ -155,3 +155,17 @@ def eval_run_cancel(request, pk: int):
     services.eval_run_cancel(run=run)
     messages.success(request, f"Cancel requested for eval run {run.pk}.")
     return redirect("evaluation:run_detail", pk=run.pk)
+
+
+@admin_required
+@require_POST
+def eval_run_resume(request, pk: int):
+    """Resume or retry a failed, cancelled or stuck eval run."""
+    from limrank_app.jobs import job_resume
+
+    run = get_object_or_404(EvalRun, pk=pk)
+    if job_resume(run):
+        messages.success(request, f"Eval run {run.pk} queued again.")
+    else:
+        messages.info(request, f"Eval run {run.pk} is {run.get_status_display().lower()}: nothing to resume.")
+    return redirect("evaluation:run_detail", pk=run.pk)

@@ -1,16 +1,24 @@
 """Job state on rows: every background job (generation run, training job, eval run) is a row
 that a task claims with a conditional update, so a redelivered task never does work twice,
-and a job whose worker died (stale heartbeat) can be claimed again and resumed."""
+and a job whose worker died (stale heartbeat) can be claimed again and resumed.
+
+Jobs always finish: the workers' sweeper (`job_sweep`, run on each worker's own timer in worker_signals.py) re-queues
+every running job whose lease ran out and re-sends every queued job whose task never reached the broker (a launch
+during a broker outage) or was lost; Resume (`job_resume`) does the same for one job on demand.
+On a queued row `heartbeat_at` records when its task was last handed to the broker (null: never)."""
 from __future__ import annotations
 
+import logging
 import os
 import socket
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import models
+from django.apps import apps
+from django.db import models, transaction
 from django.db.models import F, Q
 from django.utils import timezone
+from django.utils.module_loading import import_string
 
 
 class JobStatus(models.TextChoices):
@@ -22,6 +30,15 @@ class JobStatus(models.TextChoices):
 
 
 FINISHED = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
+log = logging.getLogger(__name__)
+
+# Every kind of job: its model ("app_label.Model") and the task that runs one, by its import path (which is also its
+# Celery name): this core app never imports the apps above it at import time.
+JOB_TASKS = {
+    "curation.GenerationRun": "curation.tasks.generation_run_execute_task",
+    "training.TrainingJob": "training.tasks.training_job_execute_task",
+    "evaluation.EvalRun": "evaluation.tasks.eval_run_execute_task",
+}
 
 
 class JobState(models.Model):
@@ -52,6 +69,17 @@ class JobState(models.Model):
     @property
     def is_finished(self) -> bool:
         return self.status in FINISHED
+
+    @property
+    def is_resumable(self) -> bool:
+        """Failed or cancelled; queued (its task may never have reached the broker); or running on a lost worker."""
+        if self.status in (JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.QUEUED):
+            return True
+        return self.status == JobStatus.RUNNING and _lease_expired(self.heartbeat_at)
+
+
+def _lease_expired(heartbeat_at) -> bool:
+    return heartbeat_at is None or heartbeat_at < timezone.now() - timedelta(seconds=settings.LIMRANK_JOB_LEASE_SECONDS)
 
 
 def worker_identity() -> str:
@@ -108,3 +136,79 @@ def job_cancel(job: JobState) -> None:
     )
     model.objects.filter(pk=job.pk, status=JobStatus.RUNNING).update(cancel_requested=True)
     job.refresh_from_db()
+
+
+def _label(model: type[JobState]) -> str:
+    return model._meta.label
+
+
+def job_enqueue(model: type[JobState], *, pk) -> None:
+    """Hand a queued job's task to the broker and note when. Raises kombu's OperationalError when the broker is
+    unreachable: the row stays queued with no send time, and the sweeper (or Resume) sends it later."""
+    import_string(JOB_TASKS[_label(model)]).delay(pk)
+    model.objects.filter(pk=pk, status=JobStatus.QUEUED).update(heartbeat_at=timezone.now())
+
+
+def job_enqueue_on_commit(model: type[JobState], *, pk) -> None:
+    transaction.on_commit(lambda: job_enqueue(model, pk=pk))
+
+
+def job_resume(job: JobState, *, enqueue: bool = True) -> bool:
+    """Resume or retry one job: a failed, cancelled or queued one, or a running one whose worker is gone (lease
+    expired). It goes back to queued with fresh attempts and its task is sent after commit. False if it cannot
+    (succeeded, or running on a live worker). The job continues from what it wrote (each job's service decides how)."""
+    model = type(job)
+    cutoff = timezone.now() - timedelta(seconds=settings.LIMRANK_JOB_LEASE_SECONDS)
+    resumable = Q(status__in=[JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.QUEUED]) | (
+        Q(status=JobStatus.RUNNING) & (Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True)))
+    updated = model.objects.filter(Q(pk=job.pk) & resumable).update(
+        status=JobStatus.QUEUED, attempts=0, cancel_requested=False, error="", finished_at=None, heartbeat_at=None,
+        claimed_by="",
+    )
+    job.refresh_from_db()
+    if updated and enqueue:
+        job_enqueue_on_commit(model, pk=job.pk)
+    return bool(updated)
+
+
+def job_sweep() -> int:
+    """One pass of the sweeper over every kind of job; returns how many tasks it sent.
+    1. A running job whose lease ran out (its worker died) goes back to queued, or to failed once its attempts are
+       used up, so it never hangs as 'running'.
+    2. A queued job whose task was never sent (broker down at launch, or a job step 1 re-queued) is sent now; one
+       sent longer than LIMRANK_JOB_RESEND_SECONDS ago is sent again, in case the broker lost it (a duplicate is
+       harmless: the first claim wins, the other task does nothing).
+    Each row is taken with a conditional update, so several workers sweeping at once send a job once."""
+    from kombu.exceptions import OperationalError
+
+    now = timezone.now()
+    lease_cutoff = now - timedelta(seconds=settings.LIMRANK_JOB_LEASE_SECONDS)
+    resend_cutoff = now - timedelta(seconds=settings.LIMRANK_JOB_RESEND_SECONDS)
+    sent = 0
+    for label, task_name in JOB_TASKS.items():
+        try:
+            model = apps.get_model(label)
+        except LookupError:
+            continue
+        stale = Q(status=JobStatus.RUNNING) & (Q(heartbeat_at__lt=lease_cutoff) | Q(heartbeat_at__isnull=True))
+        model.objects.filter(stale & Q(attempts__gte=F("max_attempts"))).update(
+            status=JobStatus.FAILED, error="attempts exhausted (worker lost)", finished_at=now)
+        requeued = model.objects.filter(stale & Q(attempts__lt=F("max_attempts"))).update(
+            status=JobStatus.QUEUED, heartbeat_at=None, claimed_by="")
+        if requeued:
+            log.warning("sweeper: %d %s job(s) lost their worker; re-queued", requeued, label)
+        unsent = Q(status=JobStatus.QUEUED, cancel_requested=False) & (
+            Q(heartbeat_at__isnull=True) | Q(heartbeat_at__lt=resend_cutoff))
+        for pk, last_sent in model.objects.filter(unsent).values_list("pk", "heartbeat_at"):
+            if not model.objects.filter(pk=pk, status=JobStatus.QUEUED, heartbeat_at=last_sent).update(heartbeat_at=now):
+                continue  # another worker's sweeper took it, or it started
+            try:
+                import_string(task_name).delay(pk)
+            except OperationalError:
+                model.objects.filter(pk=pk, status=JobStatus.QUEUED, heartbeat_at=now).update(heartbeat_at=last_sent)
+                log.warning("sweeper: broker unreachable; %s %s stays queued", label, pk)
+                return sent
+            sent += 1
+    if sent:
+        log.warning("sweeper: sent %d queued job(s)", sent)
+    return sent

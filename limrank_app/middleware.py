@@ -59,15 +59,16 @@ _ID_MAX = 2**63 - 1
 _FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 
-def params_problem(params, *, where: str) -> str | None:
-    """What is wrong with a query string or form (None when nothing): text that cannot be stored, or an id
-    parameter (LIMRANK_ID_QUERY_PARAMS) that is not a whole number from 1 to 2^63-1. An empty id means 'any'."""
+def params_problem(params, *, where: str, ids: bool = True) -> str | None:
+    """What is wrong with a query string or form (None when nothing): text that cannot be stored, or (query strings
+    only: a form's fields are its own form's to validate) an id parameter (LIMRANK_ID_QUERY_PARAMS) that is not a
+    whole number from 1 to 2^63-1. An empty id means 'any'."""
     for key, values in params.lists():
         for value in (key, *values):
             problem = text_problem(value)
             if problem:
                 return f"{where} {key[:40]!r} {problem}"
-        if key in settings.LIMRANK_ID_QUERY_PARAMS:
+        if ids and key in settings.LIMRANK_ID_QUERY_PARAMS:
             for value in values:
                 value = value.strip()
                 if value and not (value.isdigit() and len(value) <= 19 and 1 <= int(value) <= _ID_MAX):
@@ -90,7 +91,7 @@ class RequestGuardMiddleware:
         problem = params_problem(request.GET, where="query parameter")
         if problem is None and request.method == "POST" and request.content_type in _FORM_TYPES:
             try:
-                problem = params_problem(request.POST, where="form field")
+                problem = params_problem(request.POST, where="form field", ids=False)
             except UploadTooLarge as exc:
                 return _answer(request, 413, str(exc))
         if problem:

@@ -192,6 +192,10 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # A running job whose heartbeat is older than this is taken to belong to a dead worker.
 LIMRANK_JOB_LEASE_SECONDS = env.int("LIMRANK_JOB_LEASE_SECONDS", default=120)
 LIMRANK_WORKER_HEARTBEAT_SECONDS = env.float("LIMRANK_WORKER_HEARTBEAT_SECONDS", default=5.0)
+# Every worker sweeps jobs this often (limrank_app/jobs.py job_sweep): lost workers' jobs and unsent queued jobs.
+LIMRANK_JOB_SWEEP_SECONDS = env.float("LIMRANK_JOB_SWEEP_SECONDS", default=30.0)
+# A queued job whose task was sent longer ago than this is sent again (the broker may have lost it).
+LIMRANK_JOB_RESEND_SECONDS = env.int("LIMRANK_JOB_RESEND_SECONDS", default=3600)
 
 # LLM endpoints per role (OpenAI-compatible: OpenAI, DeepSeek, a vLLM server).
 LIMRANK_GENERATOR_BASE_URL = env.str("LIMRANK_GENERATOR_BASE_URL", default="http://127.0.0.1:8001/v1")

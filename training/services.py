@@ -100,9 +100,9 @@ def training_job_create(
     training_job_log(job=job, line=f"created by {created_by or 'command line'}; preset {job.preset}")
 
     if enqueue:
-        from .tasks import training_job_execute_task
+        from limrank_app.jobs import job_enqueue_on_commit
 
-        transaction.on_commit(lambda: training_job_execute_task.delay(job.pk))
+        job_enqueue_on_commit(TrainingJob, pk=job.pk)
     return job
 
 

@@ -79,3 +79,17 @@ def job_cancel(request, pk: int):
     services.training_job_cancel(job=job)
     messages.info(request, "Cancel requested." if not job.is_finished or job.status == "cancelled" else "The job had already finished.")
     return redirect("training:job_detail", pk=pk)
+
+
+@admin_required
+@require_POST
+def job_resume(request, pk: int):
+    """Resume or retry a failed, cancelled or stuck job (the broker down: 503 from the request guard, still queued)."""
+    from limrank_app.jobs import job_resume as resume
+
+    job = get_object_or_404(TrainingJob, pk=pk)
+    if resume(job):
+        messages.info(request, f"Job {job.pk} queued again.")
+    else:
+        messages.info(request, f"Job {job.pk} is {job.get_status_display().lower()}: nothing to resume.")
+    return redirect("training:job_detail", pk=pk)

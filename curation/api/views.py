@@ -26,6 +26,7 @@ from curation.selectors import example_list
 from curation.services import datasets as dataset_services
 from curation.services import imports
 from limrank_app.api.permissions import IsAdmin, IsReviewer, ReviewerReadAdminWrite
+from limrank_app.jobs import job_resume
 from limrank_app.roles import user_is_admin
 
 
@@ -121,11 +122,26 @@ class ReviewViewSet(viewsets.ReadOnlyModelViewSet):
         return qs.filter(reviewer=self.request.user)
 
 
+class JobNotResumable(APIException):
+    status_code = status.HTTP_409_CONFLICT
+    default_code = "not_resumable"
+
+
 class GenerationRunViewSet(viewsets.ReadOnlyModelViewSet):
     queryset = GenerationRun.objects.select_related("created_by")
     serializer_class = s.GenerationRunSerializer
     permission_classes = [IsAdmin]
     filterset_class = filters.GenerationRunFilter
+
+    @extend_schema(request=None, responses={200: s.GenerationRunSerializer, 409: OpenApiResponse(description="succeeded, or running on a live worker"),
+                                            503: OpenApiResponse(description="the broker is unreachable; the run stays queued")})
+    @action(detail=True, methods=["post"], filterset_class=None)
+    def resume(self, request, pk=None):
+        """Resume or retry: a failed, cancelled or stuck run goes back to the queue and continues from what it wrote."""
+        run = self.get_object()
+        if not job_resume(run):
+            raise JobNotResumable(f"run {run.pk} is {run.status}: nothing to resume")
+        return Response(self.get_serializer(run).data)
 
 
 class DatasetViewSet(mixins.CreateModelMixin, mixins.UpdateModelMixin, viewsets.ReadOnlyModelViewSet):

@@ -114,9 +114,9 @@ def generation_run_create(
 
 
 def _enqueue_on_commit(run_id: int) -> None:
-    from curation.tasks import generation_run_execute_task
+    from limrank_app.jobs import job_enqueue_on_commit
 
-    transaction.on_commit(lambda: generation_run_execute_task.delay(run_id))
+    job_enqueue_on_commit(GenerationRun, pk=run_id)
 
 
 def _expected_examples(params: dict) -> int:
@@ -126,13 +126,10 @@ def _expected_examples(params: dict) -> int:
 
 @transaction.atomic
 def generation_run_resume(*, run: GenerationRun, enqueue: bool = True) -> GenerationRun:
-    """Give a failed, cancelled or abandoned run another go: it continues from what it wrote."""
-    GenerationRun.objects.filter(pk=run.pk).exclude(status=JobStatus.SUCCEEDED).update(
-        status=JobStatus.QUEUED, attempts=0, cancel_requested=False, error="", finished_at=None, heartbeat_at=None
-    )
-    run.refresh_from_db()
-    if enqueue and run.status == JobStatus.QUEUED:
-        _enqueue_on_commit(run.pk)
+    """Give a failed, cancelled, stuck-queued or abandoned run another go: it continues from what it wrote."""
+    from limrank_app.jobs import job_resume
+
+    job_resume(run, enqueue=enqueue)
     return run
 
 

@@ -109,6 +109,8 @@ def test_good_ids_still_filter(admin_client):
 def test_form_post_with_nul_is_400(admin_client):
     r = admin_client.post("/review/browse/", {"q": "a\x00b", "dataset": "1"})
     assert r.status_code == 400
+    r = admin_client.post("/review/browse/", "q=a%00b", content_type="application/x-www-form-urlencoded")
+    assert r.status_code == 400
 
 
 # ---------------------------------------------------------------- text: hashing and imports
