@@ -174,7 +174,7 @@ def job_resume(job: JobState, *, enqueue: bool = True) -> bool:
 def job_sweep() -> int:
     """One pass of the sweeper over every kind of job; returns how many tasks it sent.
     1. A running job whose lease ran out (its worker died) goes back to queued, or to failed once its attempts are
-       used up, so it never hangs as 'running'.
+       used up, or to cancelled if a cancel was asked, so it never hangs as 'running'.
     2. A queued job whose task was never sent (broker down at launch, or a job step 1 re-queued) is sent now; one
        sent longer than LIMRANK_JOB_RESEND_SECONDS ago is sent again, in case the broker lost it (a duplicate is
        harmless: the first claim wins, the other task does nothing).
@@ -191,6 +191,8 @@ def job_sweep() -> int:
         except LookupError:
             continue
         stale = Q(status=JobStatus.RUNNING) & (Q(heartbeat_at__lt=lease_cutoff) | Q(heartbeat_at__isnull=True))
+        # A cancel asked of a job whose worker then died: nobody is left to honour it, so it is done here.
+        model.objects.filter(stale & Q(cancel_requested=True)).update(status=JobStatus.CANCELLED, finished_at=now)
         model.objects.filter(stale & Q(attempts__gte=F("max_attempts"))).update(
             status=JobStatus.FAILED, error="attempts exhausted (worker lost)", finished_at=now)
         requeued = model.objects.filter(stale & Q(attempts__lt=F("max_attempts"))).update(

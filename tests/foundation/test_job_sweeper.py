@@ -68,6 +68,16 @@ def test_sweeper_leaves_live_jobs_and_fails_exhausted_ones(jobs, sent, settings)
     assert job.status == JobStatus.FAILED and "attempts exhausted" in job.error
 
 
+def test_sweeper_cancels_a_lost_job_whose_cancel_was_asked(jobs, sent, settings):
+    job = jobs["training.TrainingJob"]
+    _set(job, status=JobStatus.RUNNING, attempts=1, cancel_requested=True,
+         heartbeat_at=timezone.now() - timedelta(seconds=settings.LIMRANK_JOB_LEASE_SECONDS + 5))
+    job_sweep()
+    assert (JOB_TASKS["training.TrainingJob"], (job.pk,)) not in sent
+    job.refresh_from_db()
+    assert job.status == JobStatus.CANCELLED and job.finished_at is not None
+
+
 def test_sweeper_sends_queued_jobs_never_sent_and_resends_old_ones(jobs, sent, settings):
     run, job, ev = jobs.values()
     # run: never sent (broker was down at launch); job: sent just now; ev: sent long ago (the broker may have lost it).
