@@ -2,7 +2,7 @@
 Routed to the `llm` queue by CELERY_TASK_ROUTES ("curation.tasks.*")."""
 from celery import shared_task
 
-from limrank_app.jobs import job_claim
+from limrank_app.jobs import job_claim, job_keepalive
 
 
 @shared_task(name="curation.tasks.generation_run_execute_task")
@@ -12,4 +12,5 @@ def generation_run_execute_task(run_id):
 
     if not job_claim(GenerationRun, pk=run_id):
         return
-    generation_run_execute(run=GenerationRun.objects.get(pk=run_id))
+    with job_keepalive(GenerationRun, pk=run_id):
+        generation_run_execute(run=GenerationRun.objects.get(pk=run_id))

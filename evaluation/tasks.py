@@ -4,6 +4,11 @@ from celery import shared_task
 
 @shared_task(name="evaluation.tasks.eval_run_execute_task")
 def eval_run_execute_task(run_id: int) -> bool:
+    from limrank_app.jobs import job_keepalive
+
+    from .models import EvalRun
     from .services import eval_run_execute
 
-    return eval_run_execute(run_id=run_id)
+    # The service claims the run; the keep-alive renews its heartbeat once it is this process's.
+    with job_keepalive(EvalRun, pk=run_id):
+        return eval_run_execute(run_id=run_id)

@@ -8,9 +8,11 @@ during a broker outage) or was lost; Resume (`job_resume`) does the same for one
 On a queued row `heartbeat_at` records when its task was last handed to the broker (null: never)."""
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
+import threading
 from datetime import timedelta
 
 from django.conf import settings
@@ -107,6 +109,36 @@ def job_claim(model: type[JobState], *, pk, lease_seconds: int | None = None) ->
             status=JobStatus.FAILED, error="attempts exhausted (worker lost)", finished_at=now
         )
     return bool(updated)
+
+
+@contextlib.contextmanager
+def job_keepalive(model: type[JobState], *, pk):
+    """While a task runs its job, a thread in the same process renews the job's heartbeat every
+    LIMRANK_WORKER_HEARTBEAT_SECONDS, so the lease measures whether the worker is alive, not whether the job reported
+    progress lately (loading a large model can take longer than the lease). A killed worker stops renewing; the
+    sweeper then re-queues the job. Only the row this process claimed, and only while it runs, is renewed."""
+    from django.db import connection
+
+    stop = threading.Event()
+    me = worker_identity()
+
+    def renew():
+        try:
+            while not stop.wait(settings.LIMRANK_WORKER_HEARTBEAT_SECONDS):
+                try:
+                    model.objects.filter(pk=pk, status=JobStatus.RUNNING, claimed_by=me).update(heartbeat_at=timezone.now())
+                except Exception:  # the database may be briefly away; the next renewal tries again
+                    log.exception("job heartbeat failed")
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=renew, name=f"job-keepalive-{pk}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=30)
 
 
 def job_progress(job: JobState, *, done: int | None = None, total: int | None = None, **fields) -> bool:

@@ -1,7 +1,7 @@
 """Celery tasks (gpu queue): thin wrappers that claim the row and call the service."""
 from celery import shared_task
 
-from limrank_app.jobs import job_claim
+from limrank_app.jobs import job_claim, job_keepalive
 
 from .models import TrainingJob
 
@@ -13,4 +13,5 @@ def training_job_execute_task(job_id: int) -> None:
         return
     from .services import training_job_execute
 
-    training_job_execute(job=TrainingJob.objects.get(pk=job_id))
+    with job_keepalive(TrainingJob, pk=job_id):
+        training_job_execute(job=TrainingJob.objects.get(pk=job_id))

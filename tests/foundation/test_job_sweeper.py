@@ -182,3 +182,24 @@ def test_launch_with_the_broker_down_is_503_and_the_run_stays_resumable(admin_cl
         assert r.status_code == 503 and "broker" in r.json()["detail"]
         run_.refresh_from_db()
         assert run_.status == JobStatus.QUEUED and run_.heartbeat_at is None
+
+
+@pytest.mark.django_db(transaction=True)  # the keep-alive thread writes through its own connection
+def test_keepalive_renews_the_lease_of_a_silent_job_only_while_it_runs(settings):
+    import time
+
+    from limrank_app.jobs import job_claim, job_keepalive
+
+    settings.LIMRANK_WORKER_HEARTBEAT_SECONDS = 0.1
+    run = factories.GenerationRunFactory()
+    assert job_claim(GenerationRun, pk=run.pk)
+    old = timezone.now() - timedelta(hours=1)
+    GenerationRun.objects.filter(pk=run.pk).update(heartbeat_at=old)
+    with job_keepalive(GenerationRun, pk=run.pk):
+        time.sleep(0.5)  # a job that reports no progress (loading a model)
+    run.refresh_from_db()
+    assert run.heartbeat_at > timezone.now() - timedelta(seconds=5) and not run.is_resumable
+    GenerationRun.objects.filter(pk=run.pk).update(heartbeat_at=old)
+    time.sleep(0.3)  # the task ended: nothing renews the lease any more
+    run.refresh_from_db()
+    assert run.heartbeat_at == old
