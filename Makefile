@@ -5,6 +5,9 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 export DJANGO_SETTINGS_MODULE := limrank_app.settings
+# Development targets run with DEBUG=true unless told otherwise: without SECRET_KEY, DEBUG=false is refused
+# (limrank_app/checks.py). Production sets DEBUG=false and SECRET_KEY in its environment and does not run make.
+export DEBUG ?= true
 export HF_HUB_OFFLINE ?= 1
 
 .PHONY: run test install install-dev migrate demo web worker browsers check bench clean

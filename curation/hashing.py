@@ -2,9 +2,13 @@
 import hashlib
 import unicodedata
 
+from limrank_app.text import text_check
+
 
 def text_normalize(text: str) -> str:
-    return " ".join(unicodedata.normalize("NFC", text or "").split())
+    """NFC, whitespace collapsed. Raises UnsafeTextError (a ValueError) for text that cannot be stored or hashed
+    (NUL, a lone surrogate): callers refuse it with a 400 naming the field, never a 500."""
+    return " ".join(unicodedata.normalize("NFC", text_check(text or "")).split())
 
 
 def text_hash(*parts: str) -> str:

@@ -2,7 +2,22 @@
 matplotlib is imported inside the functions so the web process pays for it only on this page."""
 from __future__ import annotations
 
+import functools
 import io
+
+
+def _plain_text(chart):
+    """Labels are user data (domains, prompt names): draw them as plain text. With mathtext on, a domain such as
+    `$x^$` is parsed as a formula and the page fails; `$` in a label must be just a dollar sign."""
+
+    @functools.wraps(chart)
+    def wrapped(*args, **kwargs):
+        import matplotlib
+
+        with matplotlib.rc_context({"text.parse_math": False, "text.usetex": False}):
+            return chart(*args, **kwargs)
+
+    return wrapped
 
 
 def _figure(width: float = 6.0, height: float = 3.2):
@@ -28,6 +43,7 @@ def _svg(fig) -> str:
     return text[start:] if start >= 0 else text
 
 
+@_plain_text
 def chart_bar(*, counts: dict[str, float], xlabel: str = "", horizontal: bool = True, percent: bool = False) -> str:
     if not counts:
         return ""
@@ -46,6 +62,7 @@ def chart_bar(*, counts: dict[str, float], xlabel: str = "", horizontal: bool = 
     return _svg(fig)
 
 
+@_plain_text
 def chart_hist(*, series: dict[str, list[int]], xlabel: str, bins: int = 30) -> str:
     series = {k: v for k, v in series.items() if v}
     if not series:

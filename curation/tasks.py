@@ -4,11 +4,12 @@ from celery import shared_task
 
 from curation.models import GenerationRun
 from curation.services import generation
-from limrank_app.jobs import job_claim
+from limrank_app.jobs import job_claim, job_keepalive
 
 
 @shared_task(name="curation.tasks.generation_run_execute_task")
 def generation_run_execute_task(run_id):
     if not job_claim(GenerationRun, pk=run_id):
         return
-    generation.generation_run_execute(run=GenerationRun.objects.get(pk=run_id))
+    with job_keepalive(GenerationRun, pk=run_id):
+        generation.generation_run_execute(run=GenerationRun.objects.get(pk=run_id))

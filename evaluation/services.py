@@ -11,13 +11,12 @@ from typing import Callable, Iterable
 from django.conf import settings
 from django.db import transaction
 
-from limrank_app.jobs import JobStatus, job_cancel, job_claim, job_finish, job_progress
+from limrank_app.jobs import JobStatus, job_cancel, job_claim, job_enqueue_on_commit, job_finish, job_progress
 from curation import protocol
 from curation.protocol import passage_join, query_in_task_prompt, query_with_instruction
 from training.models import ModelArtifact
 
 from . import benchmarks as fmt
-from . import tasks
 from .first_stage import BM25_PARAMS, bm25_retrieve
 from .metrics import evaluate, p_mrr, run_drop_excluded, run_top_k
 from .models import Benchmark, BenchmarkDocument, BenchmarkQuery, EvalQueryResult, EvalRun, Qrel, ReferenceResult, RerankerModel
@@ -241,7 +240,7 @@ def eval_run_create(*, benchmark: Benchmark, model: RerankerModel, first_stage: 
     run = EvalRun.objects.create(benchmark=benchmark, model=model, first_stage=first_stage, top_k=int(top_k),
                                  params=params or {}, created_by=created_by)
     if enqueue:
-        transaction.on_commit(lambda: tasks.eval_run_execute_task.delay(run.pk))
+        job_enqueue_on_commit(EvalRun, pk=run.pk)
     return run
 
 

@@ -12,4 +12,5 @@ urlpatterns = [
     path("runs/<int:pk>/", views.eval_run_detail, name="run_detail"),
     path("runs/<int:pk>/run.trec", views.eval_run_download, name="run_download"),
     path("runs/<int:pk>/cancel/", views.eval_run_cancel, name="run_cancel"),
+    path("runs/<int:pk>/resume/", views.eval_run_resume, name="run_resume"),
 ]

@@ -11,6 +11,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
+from limrank_app.jobs import job_resume
 from limrank_app.roles import admin_required, reviewer_required
 
 from . import selectors, services
@@ -166,4 +167,16 @@ def eval_run_cancel(request, pk: int):
     run = get_object_or_404(EvalRun, pk=pk)
     services.eval_run_cancel(run=run)
     messages.success(request, f"Cancel requested for eval run {run.pk}.")
+    return redirect("evaluation:run_detail", pk=run.pk)
+
+
+@admin_required
+@require_POST
+def eval_run_resume(request, pk: int):
+    """Resume or retry a failed, cancelled or stuck eval run."""
+    run = get_object_or_404(EvalRun, pk=pk)
+    if job_resume(run):
+        messages.success(request, f"Eval run {run.pk} queued again.")
+    else:
+        messages.info(request, f"Eval run {run.pk} is {run.get_status_display().lower()}: nothing to resume.")
     return redirect("evaluation:run_detail", pk=run.pk)

@@ -7,6 +7,7 @@ class LimrankAppConfig(AppConfig):
     verbose_name = "Studio"
 
     def ready(self):
+        from . import checks  # noqa: F401  (registers the studio's system checks)
         from . import worker_signals  # noqa: F401  (connects the worker's heartbeat and recovery receivers)
         from .roles import roles_ensure
 

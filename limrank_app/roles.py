@@ -73,7 +73,8 @@ REVIEWER_PERMISSIONS = [
     ("curation", "add_examplerevision"), ("curation", "view_examplerevision"), ("curation", "add_reviewclaim"),
     ("curation", "view_reviewclaim"), ("curation", "delete_reviewclaim"),
 ]
-ADMIN_APPS = ["curation", "training", "evaluation", "limrank_app"]
+# "auth": admins manage users, groups (the roles) in the Django admin; "axes": they see and clear login lockouts.
+ADMIN_APPS = ["curation", "training", "evaluation", "limrank_app", "auth", "axes"]
 
 
 def roles_ensure(sender=None, **kwargs):

@@ -11,7 +11,11 @@ env = environ.Env(DEBUG=(bool, False))
 environ.Env.read_env(BASE_DIR / ".env") if (BASE_DIR / ".env").exists() else None
 
 DEBUG = env.bool("DEBUG", default=False)
-SECRET_KEY = env.str("SECRET_KEY", default="dev-insecure-limrank-studio-change-me")
+# Without SECRET_KEY a development key is used; with DEBUG=false that is refused (limrank_app/checks.py): `manage.py
+# check` reports an error and the web application does not start. The key below is public: sessions signed with it
+# can be forged.
+DEV_SECRET_KEY = "dev-insecure-limrank-studio-change-me"
+SECRET_KEY = env.str("SECRET_KEY", default="") or DEV_SECRET_KEY
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "testserver"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
@@ -22,6 +26,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "axes",
     "rest_framework",
     "django_filters",
     "drf_spectacular",
@@ -34,6 +39,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "limrank_app.middleware.RequestGuardMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -41,6 +47,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes requires: it answers a locked-out login attempt.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "limrank_app.urls"
@@ -137,6 +145,11 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "limrank_app.api.pagination.IdCursorPagination",
     "PAGE_SIZE": 100,
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_PARSER_CLASSES": [
+        "limrank_app.api.parsers.HardenedJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "LimRank Studio API",
@@ -183,6 +196,10 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # A running job whose heartbeat is older than this is taken to belong to a dead worker.
 LIMRANK_JOB_LEASE_SECONDS = env.int("LIMRANK_JOB_LEASE_SECONDS", default=120)
 LIMRANK_WORKER_HEARTBEAT_SECONDS = env.float("LIMRANK_WORKER_HEARTBEAT_SECONDS", default=5.0)
+# Every worker sweeps jobs this often (limrank_app/jobs.py job_sweep): lost workers' jobs and unsent queued jobs.
+LIMRANK_JOB_SWEEP_SECONDS = env.float("LIMRANK_JOB_SWEEP_SECONDS", default=30.0)
+# A queued job whose task was sent longer ago than this is sent again (the broker may have lost it).
+LIMRANK_JOB_RESEND_SECONDS = env.int("LIMRANK_JOB_RESEND_SECONDS", default=3600)
 
 # LLM endpoints per role (OpenAI-compatible: OpenAI, DeepSeek, a vLLM server).
 LIMRANK_GENERATOR_BASE_URL = env.str("LIMRANK_GENERATOR_BASE_URL", default="http://127.0.0.1:8001/v1")
@@ -200,6 +217,36 @@ LIMRANK_LLM_PRICES = env.json("LIMRANK_LLM_PRICES", default={})
 # Training: "accelerate" runs even one-process jobs under `accelerate launch` (as multi-GPU jobs always are);
 # empty runs them inside the worker.
 LIMRANK_TRAINING_LAUNCHER = env.str("LIMRANK_TRAINING_LAUNCHER", default="")
+
+# ---------------------------------------------------------------- security and input limits (docs/security.md)
+# Bodies other than uploads (JSON, forms) are read into memory: at most this many bytes.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=5 * 1024 * 1024)
+# An uploaded file past this size streams to a temporary file on disk instead of memory.
+FILE_UPLOAD_MAX_MEMORY_SIZE = env.int("FILE_UPLOAD_MAX_MEMORY_SIZE", default=2 * 1024 * 1024)
+FILE_UPLOAD_TEMP_DIR = env.str("FILE_UPLOAD_TEMP_DIR", default=None)
+# The largest upload (multipart body): refused from Content-Length before reading, and while streaming otherwise.
+LIMRANK_MAX_UPLOAD_BYTES = env.int("LIMRANK_MAX_UPLOAD_BYTES", default=256 * 1024 * 1024)
+FILE_UPLOAD_HANDLERS = [
+    "limrank_app.middleware.BoundedUploadHandler",
+    "django.core.files.uploadhandler.MemoryFileUploadHandler",
+    "django.core.files.uploadhandler.TemporaryFileUploadHandler",
+]
+# Query-string and form parameters that name a row by id: anything but a whole number in 1..2^63-1 is a 400.
+LIMRANK_ID_QUERY_PARAMS = ["dataset", "generation_run", "example", "dataset_version", "benchmark", "model"]
+# Login throttling (django-axes): after AXES_FAILURE_LIMIT wrong passwords for one username from one address, that
+# pair is locked out for AXES_COOLOFF_TIME hours, the right password included. API tokens do not log in, so token
+# requests are unaffected. Lockouts live in the database (admins see and clear them in the Django admin).
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = env.float("AXES_COOLOFF_TIME", default=0.25)
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_IPWARE_PROXY_COUNT = env.int("AXES_IPWARE_PROXY_COUNT", default=0)
+# JSON bodies nested deeper than this are refused (400) before anything walks them.
+LIMRANK_JSON_MAX_DEPTH = env.int("LIMRANK_JSON_MAX_DEPTH", default=32)
 
 LOGGING = {
     "version": 1,

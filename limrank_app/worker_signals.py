@@ -1,18 +1,22 @@
-"""Worker lifecycle: a heartbeat thread for /healthz, and recovery of jobs orphaned by a killed worker.
+"""Worker lifecycle: one timer thread per worker that records the worker's heartbeat (for /healthz) and runs the job
+sweeper (limrank_app.jobs.job_sweep) at start and every LIMRANK_JOB_SWEEP_SECONDS.
 
-Imported by LimrankAppConfig.ready(), once the models are loaded, which connects the receivers below."""
+Why the worker's own timer and not Celery beat: beat is one more process to deploy and keep alive (the embedded
+default runs none), and if it is down jobs hang again. The sweeper is needed exactly where workers run, every worker
+runs it, and its conditional updates make concurrent sweeps send each job once."""
 from __future__ import annotations
 
 import logging
 import threading
+import time
 
 from celery import signals
 from celery.contrib.testing.worker import test_worker_started, test_worker_stopped
 from django.conf import settings
 from django.db import close_old_connections
 
-from limrank_app.jobs import recoverable_jobs
-from limrank_app.services import job_orphans_requeue, worker_heartbeat_record, worker_heartbeat_stop
+from limrank_app.jobs import job_sweep
+from limrank_app.services import worker_heartbeat_record, worker_heartbeat_stop
 
 log = logging.getLogger(__name__)
 _stop = threading.Event()
@@ -23,11 +27,15 @@ def _hostname(sender) -> str:
 
 
 def _beat(hostname: str, queues: str, interval: float) -> None:
+    last_sweep = time.monotonic()
     while not _stop.wait(interval):
         try:
             worker_heartbeat_record(hostname=hostname, queues=queues)
-        except Exception:  # the DB may be briefly away; keep beating
-            log.exception("heartbeat failed")
+            if time.monotonic() - last_sweep >= settings.LIMRANK_JOB_SWEEP_SECONDS:
+                last_sweep = time.monotonic()
+                job_sweep()
+        except Exception:  # the DB or the broker may be briefly away; keep beating
+            log.exception("heartbeat or sweep failed")
         finally:
             close_old_connections()
 
@@ -40,9 +48,11 @@ def _started(hostname: str, app) -> None:
         target=_beat, args=(hostname, queues, settings.LIMRANK_WORKER_HEARTBEAT_SECONDS), daemon=True
     ).start()
     try:
-        job_orphans_requeue(recoverable=recoverable_jobs())
+        job_sweep()
     except Exception:
-        log.exception("orphan recovery failed")
+        log.exception("job sweep failed")
+    finally:
+        close_old_connections()
 
 
 def _stopped(hostname: str) -> None:

@@ -4,3 +4,7 @@ from django.core.wsgi import get_wsgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "limrank_app.settings")
 application = get_wsgi_application()
+
+from limrank_app.checks import startup_refuse_insecure  # noqa: E402
+
+startup_refuse_insecure()  # DEBUG=false without SECRET_KEY: refuse to serve

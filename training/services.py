@@ -22,11 +22,11 @@ from django.db.models.functions import Concat
 from django.utils import timezone
 
 from curation.models import DatasetVersion
-from limrank_app.jobs import JobStatus, job_cancel, job_finish, job_progress
+from limrank_app.jobs import JobStatus, job_cancel, job_enqueue_on_commit, job_finish, job_progress
 
 from .models import ModelArtifact, TrainingJob
 from .presets import FIELD_NAMES, ConfigError, TrainingConfig, config_build
-from . import lora, tasks
+from . import lora
 from .signals import model_artifact_registered
 
 log = logging.getLogger(__name__)
@@ -104,7 +104,7 @@ def training_job_create(
     training_job_log(job=job, line=f"created by {created_by or 'command line'}; preset {job.preset}")
 
     if enqueue:
-        transaction.on_commit(lambda: tasks.training_job_execute_task.delay(job.pk))
+        job_enqueue_on_commit(TrainingJob, pk=job.pk)
     return job
 
 

@@ -1,10 +1,10 @@
 """Celery tasks (gpu queue): thin wrappers that claim the row and call the service."""
 from celery import shared_task
 
-from limrank_app.jobs import job_claim
+from limrank_app.jobs import job_claim, job_keepalive
 
-from .models import TrainingJob
 from . import services
+from .models import TrainingJob
 
 
 @shared_task(name="training.tasks.training_job_execute_task")
@@ -12,5 +12,5 @@ def training_job_execute_task(job_id: int) -> None:
     # The claim makes a redelivered task a no-op, and lets a stale job (dead worker) be resumed, attempts capped.
     if not job_claim(TrainingJob, pk=job_id):
         return
-
-    services.training_job_execute(job=TrainingJob.objects.get(pk=job_id))
+    with job_keepalive(TrainingJob, pk=job_id):
+        services.training_job_execute(job=TrainingJob.objects.get(pk=job_id))

@@ -9,4 +9,5 @@ urlpatterns = [
     path("jobs/<int:pk>/", views.job_detail, name="job_detail"),
     path("jobs/<int:pk>/live/", views.job_progress_partial, name="job_live"),
     path("jobs/<int:pk>/cancel/", views.job_cancel, name="job_cancel"),
+    path("jobs/<int:pk>/resume/", views.job_resume, name="job_resume"),
 ]

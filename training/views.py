@@ -7,6 +7,7 @@ from django.core.paginator import Paginator
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
+from limrank_app.jobs import job_resume as resume
 from limrank_app.roles import admin_required
 
 from . import selectors, services
@@ -78,4 +79,16 @@ def job_cancel(request, pk: int):
     job = get_object_or_404(TrainingJob, pk=pk)
     services.training_job_cancel(job=job)
     messages.info(request, "Cancel requested." if not job.is_finished or job.status == "cancelled" else "The job had already finished.")
+    return redirect("training:job_detail", pk=pk)
+
+
+@admin_required
+@require_POST
+def job_resume(request, pk: int):
+    """Resume or retry a failed, cancelled or stuck job (the broker down: 503 from the request guard, still queued)."""
+    job = get_object_or_404(TrainingJob, pk=pk)
+    if resume(job):
+        messages.info(request, f"Job {job.pk} queued again.")
+    else:
+        messages.info(request, f"Job {job.pk} is {job.get_status_display().lower()}: nothing to resume.")
     return redirect("training:job_detail", pk=pk)

@@ -2,11 +2,17 @@
 from __future__ import annotations
 
 import django_filters
-from django.db.models import Exists, OuterRef
+from django.db.models import Exists, OuterRef, Q
 from django.db.models.fields.json import KeyTransform
 
 from curation.models import Dataset, DatasetVersion, Example, GeneratedQuery, GenerationRun, Persona, Review, SeedQuery
 from limrank_app.jobs import JobStatus
+from limrank_app.roles import user_is_admin
+
+
+def example_reviews_visible_to_all(*, user) -> bool:
+    """Admins see every reviewer's decisions; a reviewer sees others' only on datasets reviewed once (not blind)."""
+    return user is not None and user_is_admin(user)
 
 
 class ExampleFilter(django_filters.FilterSet):
@@ -24,7 +30,10 @@ class ExampleFilter(django_filters.FilterSet):
     )
     decision = django_filters.ChoiceFilter(
         choices=Review.Decision.choices, method="filter_decision",
-        label="examples with at least one live (not undone) review with this decision",
+        label=(
+            "examples with at least one live (not undone) review with this decision; for a reviewer, on datasets that "
+            "need more than one review (blind review), only the reviewer's own reviews count"
+        ),
     )
 
     class Meta:
@@ -42,6 +51,10 @@ class ExampleFilter(django_filters.FilterSet):
 
     def filter_decision(self, queryset, name, value):
         live = Review.objects.filter(example=OuterRef("pk"), decision=value, undone=False)
+        user = getattr(self.request, "user", None)
+        if not example_reviews_visible_to_all(user=user):
+            # Blind review: another reviewer's decision must not be learnt before one's own review.
+            live = live.filter(Q(example__dataset__reviews_required__lte=1) | Q(reviewer=user))
         return queryset.filter(Exists(live))
 
 

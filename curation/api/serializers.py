@@ -47,6 +47,16 @@ class ExampleSerializer(serializers.ModelSerializer):
     query = GeneratedQuerySerializer(read_only=True)
     passage = PassageSerializer(read_only=True)
     judgment_agrees = serializers.BooleanField(read_only=True, allow_null=True)
+    reviews_done = serializers.SerializerMethodField(
+        help_text="live reviews so far; null for a reviewer on a dataset that needs more than one review (blind review)"
+    )
+
+    @extend_schema_field(serializers.IntegerField(allow_null=True))
+    def get_reviews_done(self, obj) -> int | None:
+        if self.context.get("reviews_visible", True):
+            return obj.reviews_done
+        dataset = obj.dataset
+        return obj.reviews_done if dataset is None or dataset.reviews_required <= 1 else None
 
     class Meta:
         model = Example

@@ -29,6 +29,7 @@ from curation.services import datasets as dataset_services
 from curation.services import imports
 from curation.services.generation import generation_run_create
 from limrank_app.api.permissions import IsAdmin, IsReviewer, ReviewerReadAdminWrite
+from limrank_app.jobs import job_resume
 from limrank_app.roles import user_is_admin
 
 
@@ -97,7 +98,10 @@ class ExampleViewSet(ImportActionMixin, viewsets.ReadOnlyModelViewSet):
     filterset_class = filters.ExampleFilter
 
     def get_queryset(self):
-        return example_list().select_related("passage", "query")
+        return example_list().select_related("passage", "query", "dataset")
+
+    def get_serializer_context(self):
+        return {**super().get_serializer_context(), "reviews_visible": filters.example_reviews_visible_to_all(user=self.request.user)}
 
     @action(detail=False, methods=["post"], url_path="import", parser_classes=[MultiPartParser, FormParser])
     def import_file(self, request):
@@ -124,6 +128,11 @@ class ReviewViewSet(viewsets.ReadOnlyModelViewSet):
         return qs.filter(reviewer=self.request.user)
 
 
+class JobNotResumable(APIException):
+    status_code = status.HTTP_409_CONFLICT
+    default_code = "not_resumable"
+
+
 class GenerationRunViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
     queryset = GenerationRun.objects.select_related("created_by")
     serializer_class = s.GenerationRunSerializer
@@ -142,6 +151,16 @@ class GenerationRunViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSe
         except DjangoValidationError as exc:
             raise ValidationError(_django_errors(exc)) from None
         return Response(s.GenerationRunSerializer(run).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=None, responses={200: s.GenerationRunSerializer, 409: OpenApiResponse(description="succeeded, or running on a live worker"),
+                                            503: OpenApiResponse(description="the broker is unreachable; the run stays queued")})
+    @action(detail=True, methods=["post"], filterset_class=None)
+    def resume(self, request, pk=None):
+        """Resume or retry: a failed, cancelled or stuck run goes back to the queue and continues from what it wrote."""
+        run = self.get_object()
+        if not job_resume(run):
+            raise JobNotResumable(f"run {run.pk} is {run.status}: nothing to resume")
+        return Response(self.get_serializer(run).data)
 
 
 class DatasetViewSet(mixins.CreateModelMixin, mixins.UpdateModelMixin, viewsets.ReadOnlyModelViewSet):

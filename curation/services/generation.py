@@ -33,7 +33,6 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import Count, Q, Sum
 
-from curation import tasks
 from curation.generation_params import GenerationParams
 from curation.hashing import example_content_hash, text_hash
 from curation.llm import LLMCallError, LLMClient, llm_endpoint, record_later
@@ -41,7 +40,7 @@ from curation.models import (
     Dataset, Example, GeneratedQuery, GenerationRun, LLMCall, Passage, Persona, PromptTemplate, SeedQuery,
 )
 from curation.services.prompts import prompt_active, prompt_render
-from limrank_app.jobs import JobStatus, job_cancel, job_finish, job_progress
+from limrank_app.jobs import JobStatus, job_cancel, job_enqueue_on_commit, job_finish, job_progress, job_resume
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +103,7 @@ def generation_run_create(
 
 
 def _enqueue_on_commit(run_id: int) -> None:
-    transaction.on_commit(lambda: tasks.generation_run_execute_task.delay(run_id))
+    job_enqueue_on_commit(GenerationRun, pk=run_id)
 
 
 def _expected_examples(params: dict) -> int:
@@ -114,13 +113,8 @@ def _expected_examples(params: dict) -> int:
 
 @transaction.atomic
 def generation_run_resume(*, run: GenerationRun, enqueue: bool = True) -> GenerationRun:
-    """Give a failed, cancelled or abandoned run another go: it continues from what it wrote."""
-    GenerationRun.objects.filter(pk=run.pk).exclude(status=JobStatus.SUCCEEDED).update(
-        status=JobStatus.QUEUED, attempts=0, cancel_requested=False, error="", finished_at=None, heartbeat_at=None
-    )
-    run.refresh_from_db()
-    if enqueue and run.status == JobStatus.QUEUED:
-        _enqueue_on_commit(run.pk)
+    """Give a failed, cancelled, stuck-queued or abandoned run another go: it continues from what it wrote."""
+    job_resume(run, enqueue=enqueue)
     return run
 
 

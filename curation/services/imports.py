@@ -29,6 +29,7 @@ from django.db import transaction
 
 from curation.protocol import INSTRUCTION as RANK1_INSTRUCTION
 from curation.hashing import example_content_hash, text_hash
+from limrank_app.text import text_problem
 from curation.models import Dataset, Example, GeneratedQuery, Passage, Persona, SeedQuery
 
 # Limits that keep a broken or hostile file from filling the database. Fields have their own limits (so the
@@ -186,8 +187,9 @@ def _check_text(value: str, *, label: str, key: str, line: int, filename: str, r
     value = value.strip()
     if required and not value:
         raise ImportValidationError("is empty", line=line, field=key, filename=filename)
-    if "\x00" in value:
-        raise ImportValidationError("contains a NUL character", line=line, field=key, filename=filename)
+    problem = text_problem(value)
+    if problem:
+        raise ImportValidationError(problem, line=line, field=key, filename=filename)
     return value
 
 
@@ -329,6 +331,8 @@ def _alpaca_fields(obj: dict, line: int, filename: str, *, strict: bool = False)
         reasoning = reasoning[len("<think>"):].strip()
     if "<think>" in reasoning or "</think>" in reasoning:
         raise ImportValidationError("the reasoning contains another <think> or </think>", line=line, field="output", filename=filename)
+    if problem := text_problem(reasoning):
+        raise ImportValidationError(problem, line=line, field="output", filename=filename)
     return {"query": query, "instruction": "", "title": "", "passage": passage, "reasoning": reasoning,
             "label": m_out["answer"].lower() == "true", "domain": "", "qid": "", "docid": ""}
 

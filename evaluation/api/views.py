@@ -7,14 +7,16 @@ import tempfile
 from pathlib import Path
 
 from django.http import Http404
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from limrank_app.api.parsers import HardenedJSONParser
 from limrank_app.api.permissions import IsReviewer, ReviewerReadAdminWrite
+from limrank_app.jobs import job_resume
 
 from .. import selectors, services
 from ..benchmarks import BenchmarkFormatError, run_name_from_path
@@ -29,7 +31,7 @@ class BenchmarkViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.
     queryset = Benchmark.objects.all()
     serializer_class = s.BenchmarkSerializer
     permission_classes = [ReviewerReadAdminWrite]
-    parser_classes = [MultiPartParser, FormParser, JSONParser]
+    parser_classes = [MultiPartParser, FormParser, HardenedJSONParser]
     filterset_fields = ["format", "group"]
 
     @extend_schema(request=s.BenchmarkImportSerializer, responses={201: s.BenchmarkSerializer})
@@ -140,6 +142,16 @@ class EvalRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Cr
         except services.EvaluationError as exc:
             return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
         return Response(s.EvalRunSerializer(run).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=None, responses={200: s.EvalRunSerializer, 409: OpenApiResponse(description="succeeded, or running on a live worker"),
+                                            503: OpenApiResponse(description="the broker is unreachable; the run stays queued")})
+    @action(detail=True, methods=["post"], filterset_fields=None)
+    def resume(self, request, pk=None):
+        """Resume or retry a failed, cancelled or stuck eval run (admins)."""
+        run = self.get_object()
+        if not job_resume(run):
+            return Response({"detail": f"eval run {run.pk} is {run.status}: nothing to resume"}, status=status.HTTP_409_CONFLICT)
+        return Response(s.EvalRunSerializer(run).data)
 
     @extend_schema(responses=s.EvalQueryResultSerializer(many=True))
     @action(detail=True, methods=["get"])

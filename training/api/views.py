@@ -3,14 +3,14 @@ from __future__ import annotations
 
 import django_filters
 from django.core.exceptions import ValidationError as DjangoValidationError
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 
 from limrank_app.api.permissions import ReviewerReadAdminWrite
-from limrank_app.jobs import JobStatus
+from limrank_app.jobs import JobStatus, job_resume
 from training import selectors, services
 from training.models import TrainingJob
 from training.presets import PRESETS, preset_values
@@ -42,7 +42,7 @@ class TrainingJobViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet)
     def get_serializer_class(self):
         if self.action == "create":
             return s.TrainingJobLaunchIn
-        return s.TrainingJobDetailOut if self.action in ("retrieve", "cancel") else s.TrainingJobOut
+        return s.TrainingJobDetailOut if self.action in ("retrieve", "cancel", "resume") else s.TrainingJobOut
 
     @extend_schema(request=s.TrainingJobLaunchIn, responses={201: s.TrainingJobDetailOut})
     def create(self, request, *args, **kwargs):
@@ -59,6 +59,16 @@ class TrainingJobViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet)
         except DjangoValidationError as exc:
             raise ValidationError(_django_errors(exc)) from None
         return Response(s.TrainingJobDetailOut(job).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=None, responses={200: s.TrainingJobDetailOut, 409: OpenApiResponse(description="succeeded, or running on a live worker"),
+                                            503: OpenApiResponse(description="the broker is unreachable; the job stays queued")})
+    @action(detail=True, methods=["post"])
+    def resume(self, request, pk=None):
+        """Resume or retry a failed, cancelled or stuck job (admins)."""
+        job = self.get_object()
+        if not job_resume(job):
+            return Response({"detail": f"job {job.pk} is {job.status}: nothing to resume"}, status=status.HTTP_409_CONFLICT)
+        return Response(s.TrainingJobDetailOut(job).data)
 
     @extend_schema(request=None, responses={200: s.TrainingJobDetailOut})
     @action(detail=True, methods=["post"])
