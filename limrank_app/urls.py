@@ -2,14 +2,9 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
-from curation.api.urls import review_urlpatterns
-
 from . import views
 
 urlpatterns = [
-    # First and unnested: resolution tries patterns in order and each include() is another resolver pass
-    # (resolving /api/review/next/ through api/ -> curation.api.urls: 28 us; from here: 12.5 us).
-    *review_urlpatterns,
     path("", views.home, name="home"),
     path("healthz", views.healthz, name="healthz"),
     path("status/", views.status_panel, name="status"),

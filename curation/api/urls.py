@@ -14,14 +14,12 @@ router.register("generation-runs", views.GenerationRunViewSet, basename="api-gen
 router.register("datasets", views.DatasetViewSet, basename="api-dataset")
 router.register("dataset-versions", views.DatasetVersionViewSet, basename="api-dataset-version")
 
-# The review workbench over JSON (curation/api/review.py): every reviewer's every decision resolves these, so the
-# project's root URLconf mounts them first and unnested (limrank_app/urls.py), with their full /api/ paths.
-review_urlpatterns = [
-    path("api/review/next/", review_api.ReviewNextView.as_view(), name="api-review-next"),
-    path("api/review/submit/", review_api.ReviewSubmitView.as_view(), name="api-review-submit"),
-    path("api/review/skip/", review_api.ReviewSkipView.as_view(), name="api-review-skip"),
-    path("api/review/undo/", review_api.ReviewUndoView.as_view(), name="api-review-undo"),
-    path("api/review/agreement/", review_api.ReviewAgreementView.as_view(), name="api-review-agreement"),
+urlpatterns = [
+    # The review workbench over JSON (curation/api/review.py).
+    path("review/next/", review_api.ReviewNextView.as_view(), name="api-review-next"),
+    path("review/submit/", review_api.ReviewSubmitView.as_view(), name="api-review-submit"),
+    path("review/skip/", review_api.ReviewSkipView.as_view(), name="api-review-skip"),
+    path("review/undo/", review_api.ReviewUndoView.as_view(), name="api-review-undo"),
+    path("review/agreement/", review_api.ReviewAgreementView.as_view(), name="api-review-agreement"),
+    *router.urls,
 ]
-
-urlpatterns = router.urls
