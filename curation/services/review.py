@@ -114,16 +114,19 @@ def _claim_first_free(*, reviewer, scope: ReviewScope, now: datetime, expires: d
         # The candidate query judged the slots before its row lock was granted: count them again in a new
         # statement, which sees every claim and review committed before the lock.
         if review_slot_free(example_id=example_id, reviewer=reviewer, now=now):
-            claim, _ = ReviewClaim.objects.update_or_create(
-                example_id=example_id, reviewer=reviewer, defaults={"claimed_at": now, "expires_at": expires})
-            return claim
+            return _claim_hold(example_id=example_id, reviewer=reviewer, now=now, expires=expires)
         after_id = example_id
 
 
-def _claim_upsert(*, example_id: int, reviewer, now: datetime, expires: datetime) -> None:
-    """Hold the example for the reviewer whatever the slots say (an undo hands back the slot its review held)."""
-    ReviewClaim.objects.update_or_create(example_id=example_id, reviewer=reviewer,
-                                         defaults={"claimed_at": now, "expires_at": expires})
+def _claim_hold(*, example_id: int, reviewer, now: datetime, expires: datetime) -> ReviewClaim:
+    """Write the reviewer's claim on an example the caller holds locked (a skip or an expired claim of theirs is
+    renewed). Every writer of claims locks the example first, so nothing can insert this claim meanwhile."""
+    claim = ReviewClaim.objects.filter(example_id=example_id, reviewer=reviewer).first()
+    if claim is None:
+        return ReviewClaim.objects.create(example_id=example_id, reviewer=reviewer, claimed_at=now, expires_at=expires)
+    claim.claimed_at, claim.expires_at = now, expires
+    claim.save(update_fields=["claimed_at", "expires_at"])
+    return claim
 
 
 def review_submit(*, reviewer, example: Example | int, decision: str, reason: str = "", reason_code: int | None = None,
@@ -246,7 +249,7 @@ def review_undo_last(*, reviewer, scope: ReviewScope | None = None, now: datetim
         else:
             minutes = DEFAULT_CLAIM_MINUTES
         # The undone review held a slot; the claim keeps it for the same reviewer.
-        _claim_upsert(example_id=ex.pk, reviewer=reviewer, now=now, expires=now + timedelta(minutes=minutes))
+        _claim_hold(example_id=ex.pk, reviewer=reviewer, now=now, expires=now + timedelta(minutes=minutes))
     return review
 
 
