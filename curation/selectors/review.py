@@ -107,6 +107,8 @@ def review_required_for(*, example: Example) -> int:
     """Reviewers an example needs: its dataset's overlap, 1 without a dataset."""
     if example.dataset_id is None:
         return 1
+    if Example.dataset.is_cached(example):  # read with the example (the submit locks it with its dataset)
+        return example.dataset.reviews_required or 1
     return Dataset.objects.filter(pk=example.dataset_id).values_list("reviews_required", flat=True).first() or 1
 
 

@@ -191,6 +191,7 @@ def _render_peak(version, fmt: str) -> tuple[int, int]:
 
 def _serve_peak(client, url) -> tuple[int, int]:
     """(bytes served, peak traced Python memory while the response is consumed chunk by chunk)."""
+    assert client.head(url).status_code == 200  # the first request's imports (URLconf, DRF) are not the download's
     tracemalloc.start()
     tracemalloc.reset_peak()
     base = tracemalloc.get_traced_memory()[0]
