@@ -1,6 +1,5 @@
-"""The project's URLs with /bench/bare/ in front: a Django view that does nothing, behind the same middleware.
-The bare route joins the project's root URLconf instead of wrapping it in an include(), so /api/review/* resolve as
-they do in production (an include would be one more resolver pass for the review side only)."""
+"""The project's URLs with /bench/bare/ in front: a Django view that does nothing, behind the same middleware (the
+framework's floor, measured beside the review queue by bench/review_api.py)."""
 from django.http import JsonResponse
 from django.urls import path
 

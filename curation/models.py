@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
+from django.utils import timezone
 
 from limrank_app.jobs import JobState
 
@@ -196,18 +197,12 @@ class Example(models.Model):
 class ReviewClaim(models.Model):
     """A reviewer's hold on an example (one review slot) until it expires or is submitted."""
 
-    # example_id is the first column of the unique constraint: no index of its own (one less to write per claim).
-    # No foreign-key constraints in the database (migration 0009): a claim is a lease written only by the queue's
-    # functions, for an example they hold locked and a reviewer just authenticated, and deleted by the submit; the
-    # constraints' checks at each claim's commit (two statements, one a row lock on the reviewer's user written to the
-    # WAL) were ~6% of PostgreSQL's CPU per claim + submit. Deleting an example or a user still deletes its claims.
-    example = models.ForeignKey(Example, on_delete=models.CASCADE, related_name="claims", db_index=False,
-                                db_constraint=False)
-    reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="review_claims",
-                                 db_constraint=False)
-    claimed_at = models.DateTimeField(auto_now_add=True)
-    # Not indexed (migration 0010): every query on live claims names the example or the reviewer, whose indexes it
-    # uses; an index on expires_at was one more entry to write per claim.
+    # example_id is the first column of the unique constraint: no index of its own.
+    example = models.ForeignKey(Example, on_delete=models.CASCADE, related_name="claims", db_index=False)
+    reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="review_claims")
+    # The queue's clock, not the wall clock at insert: a renewed or resumed claim sets both times itself.
+    claimed_at = models.DateTimeField(default=timezone.now)
+    # Not indexed: every query on live claims names the example or the reviewer, whose indexes it uses.
     expires_at = models.DateTimeField()
 
     class Meta:

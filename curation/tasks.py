@@ -2,8 +2,9 @@
 Routed to the `llm` queue by CELERY_TASK_ROUTES ("curation.tasks.*")."""
 from celery import shared_task
 
-from curation.models import GenerationRun
+from curation.models import DatasetVersion, GenerationRun
 from curation.services import generation
+from curation.services.datasets import RENDER_TASK, dataset_version_render
 from limrank_app.jobs import job_claim, job_keepalive
 
 
@@ -13,3 +14,13 @@ def generation_run_execute_task(run_id):
         return
     with job_keepalive(GenerationRun, pk=run_id):
         generation.generation_run_execute(run=GenerationRun.objects.get(pk=run_id))
+
+
+@shared_task(name=RENDER_TASK)
+def dataset_version_render_task(version_id):
+    """Render a version's export files. Idempotent without a claim: a file is renamed into place only once complete
+    and every render writes the same bytes, so a redelivered task only finishes what is missing."""
+    version = DatasetVersion.objects.select_related("dataset").filter(pk=version_id).first()
+    if version is None or version.status == DatasetVersion.Status.FAILED:
+        return
+    dataset_version_render(version=version)

@@ -6,7 +6,7 @@ import os
 import re
 
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.http import FileResponse, HttpResponse, HttpResponseNotModified, StreamingHttpResponse
+from django.http import FileResponse, HttpResponse, HttpResponseNotModified, JsonResponse
 from django.utils.http import parse_etags
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
@@ -210,9 +210,7 @@ class ParquetRenderer(_JsonBodyMixin, BaseRenderer):
     charset = None
 
 
-class VersionNotReady(APIException):
-    status_code = status.HTTP_409_CONFLICT
-    default_code = "not_ready"
+EXPORT_RETRY_AFTER_S = 5  # what a client waiting for a version's files is told to wait between tries
 
 
 _BYTE_RANGE = re.compile(r"(\d*)-(\d*)")
@@ -262,26 +260,27 @@ class _FileSlice:
         self._file.close()
 
 
-def _export_from_snapshot(file, *, start: int, range_header: str | None, content_type: str, head: bool) -> HttpResponse:
-    """The export (from row `start`) out of its snapshot file, or the byte range asked of it; for HEAD, the
-    headers alone (a body would only be dropped by the server)."""
+def _export_from_file(file, *, start: int, range_header: str | None, content_type: str, head: bool) -> HttpResponse:
+    """The export (from row `start`) out of its rendered file, or the byte range asked of it; for HEAD, the
+    headers alone."""
     try:
         size = os.fstat(file.fileno()).st_size
-        base = exports.snapshot_row_position(file, start) if start else 0
+        base = exports.export_row_offset(file, start) if start else 0
         length = size - base
         span = _byte_range(range_header, length) if range_header else None
         if span == _UNSATISFIABLE:
             file.close()
-            response = HttpResponse(json.dumps({"detail": "range not satisfiable"}), status=416, content_type="application/json")
+            response = JsonResponse({"detail": "range not satisfiable"}, status=416)
             response["Content-Range"] = f"bytes */{length}"
             return response
         first, last = span or (0, length - 1)
-        status = 206 if span else 200
+        status_code = 206 if span else 200
         if head:
             file.close()
-            response = HttpResponse(status=status, content_type=content_type)
+            response = HttpResponse(status=status_code, content_type=content_type)
         else:
-            response = FileResponse(_FileSlice(file, base + first, last - first + 1), status=status, content_type=content_type)
+            response = FileResponse(_FileSlice(file, base + first, last - first + 1), status=status_code,
+                                    content_type=content_type)
             response.block_size = 1 << 20  # servers without sendfile read it in 1 MB blocks
     except BaseException:
         file.close()
@@ -289,6 +288,13 @@ def _export_from_snapshot(file, *, start: int, range_header: str | None, content
     response["Content-Length"] = str(last - first + 1)
     if span:
         response["Content-Range"] = f"bytes {first}-{last}/{length}"
+    return response
+
+
+def _not_yet(detail: str, *, status_code: int, retry_after: int | None = None) -> JsonResponse:
+    response = JsonResponse({"detail": detail}, status=status_code)
+    if retry_after:
+        response["Retry-After"] = str(retry_after)
     return response
 
 
@@ -327,8 +333,9 @@ class DatasetVersionViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewS
     @extend_schema(
         summary="Export the version: JSONL with every field, Rank1 training rows, or parquet",
         description=(
-            "The first full export of a version in a format streams from the database and is kept as a snapshot "
-            "file; later requests are served from it, with byte ranges (Range, If-Range) to resume a download."
+            "A version's files are rendered once, when it is built, and served from storage with byte ranges "
+            "(Range, If-Range) to resume a download. While the version is building the answer is 409 with "
+            "Retry-After; a ready version whose file is not (or no longer) there answers 202 and renders it."
         ),
         filters=False,
         parameters=[
@@ -343,9 +350,10 @@ class DatasetVersionViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewS
             (200, "application/vnd.apache.parquet"): OpenApiTypes.BINARY,
             (206, "application/x-ndjson"): OpenApiTypes.BINARY,
             (206, "application/vnd.apache.parquet"): OpenApiTypes.BINARY,
+            202: OpenApiResponse(description="the file is being rendered: try again after Retry-After seconds"),
             304: OpenApiResponse(description="the client's copy has this content hash"),
             400: OpenApiResponse(description="bad offset"),
-            409: OpenApiResponse(description="the version is not ready"),
+            409: OpenApiResponse(description="the version is still building (Retry-After) or failed"),
             416: OpenApiResponse(description="the byte range is invalid or past the end (Content-Range: bytes */size)"),
         },
     )
@@ -356,8 +364,12 @@ class DatasetVersionViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewS
     def export(self, request, pk=None):
         version = self.get_object()
         fmt = request.accepted_renderer.format
-        if version.status != DatasetVersion.Status.READY:
-            raise VersionNotReady(f"version is {version.status}, not ready")
+        if version.status == DatasetVersion.Status.BUILDING:
+            return _not_yet(f"version {version.pk} is still building: its files are being rendered; try again shortly",
+                            status_code=409, retry_after=EXPORT_RETRY_AFTER_S)
+        if version.status == DatasetVersion.Status.FAILED:
+            return _not_yet(f"version {version.pk} failed to build: {version.error or 'no reason recorded'}",
+                            status_code=409)
         etag = f'"{version.content_hash}"'
         # If-None-Match uses weak comparison: W/"x" matches "x".
         client_tags = {t.removeprefix("W/") for t in parse_etags(request.headers.get("If-None-Match", ""))}
@@ -374,18 +386,13 @@ class DatasetVersionViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewS
             range_header = None
         if range_header and _byte_range(range_header, 0) is None:  # another unit or several ranges: ignored
             range_header = None
-        content_type = exports.MEDIA_TYPES[fmt]
-        snapshot = exports.snapshot_open(version, fmt)
-        if snapshot is None and (range_header or request.method == "HEAD"):
-            snapshot = exports.snapshot_build(version, fmt)  # a range needs the export's size
-        if snapshot is None:
-            response = StreamingHttpResponse(exports.export_stream_snapshotting(version, fmt, start=start), content_type=content_type)
-            response["X-Export-Source"] = "database"
-        else:
-            response = _export_from_snapshot(
-                snapshot, start=start, range_header=range_header, content_type=content_type, head=request.method == "HEAD"
-            )
-            response["X-Export-Source"] = "snapshot"
+        file = exports.export_open(version, fmt)
+        if file is None:  # ready, but its file is gone from storage (or predates rendered files): render it again
+            dataset_services.dataset_version_render_enqueue(version=version)
+            return _not_yet(f"the {fmt} file of version {version.pk} is being rendered; try again shortly",
+                            status_code=202, retry_after=EXPORT_RETRY_AFTER_S)
+        response = _export_from_file(file, start=start, range_header=range_header,
+                                     content_type=exports.MEDIA_TYPES[fmt], head=request.method == "HEAD")
         response["ETag"] = etag
         response["Accept-Ranges"] = "bytes"
         response["Content-Disposition"] = f'attachment; filename="{exports.export_filename(version, fmt)}"'

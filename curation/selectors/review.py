@@ -8,9 +8,12 @@ import warnings
 from collections import Counter, defaultdict
 from datetime import datetime
 
+from django.contrib.auth import get_user_model
+from django.contrib.postgres.search import SearchQuery, SearchVector
 from django.db import connection
-from django.db.models import Count, Exists, OuterRef, Q, QuerySet
-from django.db.models.functions import Length
+from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet, Subquery
+from django.db.models.fields.json import KeyTextTransform
+from django.db.models.functions import Coalesce, Length, NullIf
 
 from curation.models import Dataset, Example, GeneratedQuery, GenerationRun, PromptTemplate, Review, ReviewClaim
 
@@ -29,8 +32,8 @@ REJECT_REASONS: dict[int, str] = {
 class ReviewScope:
     """What a reviewer works through: one dataset, or the examples of one generation run.
 
-    Built from the object, or from its id alone (`ReviewScope(dataset_id=3)`): then the row is read only when an
-    attribute needs it, so the PostgreSQL hot path, which passes just the kind and id, never reads it."""
+    Built from the object, or from its id alone (`ReviewScope(dataset_id=3)`, as the API does): then the row is
+    read when an attribute needs it (`load()` reads it now)."""
 
     def __init__(self, dataset: Dataset | None = None, run: GenerationRun | None = None, *,
                  dataset_id: int | None = None, run_id: int | None = None):
@@ -107,6 +110,8 @@ def review_required_for(*, example: Example) -> int:
     """Reviewers an example needs: its dataset's overlap, 1 without a dataset."""
     if example.dataset_id is None:
         return 1
+    if Example.dataset.is_cached(example):  # read with the example (the submit locks it with its dataset)
+        return example.dataset.reviews_required or 1
     return Dataset.objects.filter(pk=example.dataset_id).values_list("reviews_required", flat=True).first() or 1
 
 
@@ -119,21 +124,44 @@ def claim_is_skip(claim: ReviewClaim) -> bool:
     return claim.expires_at <= claim.claimed_at
 
 
-def review_others_holding(*, example_id: int, reviewer, now: datetime) -> int:
-    return ReviewClaim.objects.filter(example_id=example_id, expires_at__gt=now).exclude(reviewer=reviewer).count()
+# ---------------------------------------------------------------- the queue
+# One rule decides whether an example has a slot for a reviewer, used by the claim, by its re-check under the row
+# lock and by a late submit: free slots = reviews required - live reviews (reviews_done) - others' unexpired claims.
 
 
-# What a reviewer sees of a claimed example (the API's ClaimOut.example), never other reviewers' decisions.
-CARD_FIELDS = ("id", "dataset", "query", "instruction", "persona", "variant", "domain", "passage_title", "passage",
-               "intended_label", "reasoner_judgment", "judgment_votes", "reasoning_trace", "origin")
+def _with_free_slot(qs: QuerySet[Example], *, reviewer, now: datetime) -> QuerySet[Example]:
+    others = (ReviewClaim.objects.filter(example_id=OuterRef("pk"), expires_at__gt=now).exclude(reviewer=reviewer)
+              .order_by().values("example_id").annotate(n=Count("pk")).values("n"))
+    return (qs.alias(slots_required=Coalesce(NullIf(F("dataset__reviews_required"), 0), 1),
+                     slots_held=Coalesce(Subquery(others), 0))
+            .filter(reviews_done__lt=F("slots_required") - F("slots_held")))
 
 
-def review_card(*, example_id: int) -> dict:
-    ex = review_example_for_card(example_id=example_id)
-    q, p = ex.query, ex.passage
-    return dict(zip(CARD_FIELDS, (
-        ex.pk, ex.dataset_id, q.text, q.instruction, q.persona.text if q.persona_id else None, q.variant, q.domain,
-        p.title, p.text, ex.intended_label, ex.reasoner_judgment, ex.judgment_votes, ex.reasoning_trace, ex.origin)))
+def review_slot_free(*, example_id: int, reviewer, now: datetime) -> bool:
+    """Whether the example still has a slot for this reviewer (their own claim aside)."""
+    return _with_free_slot(Example.objects.filter(pk=example_id), reviewer=reviewer, now=now).exists()
+
+
+def review_queue_candidates(*, reviewer, scope: ReviewScope, now: datetime, include_skipped: bool) -> QuerySet[Example]:
+    """Examples of the scope that need this reviewer, in id order: pending, with a free slot, not yet reviewed by
+    them, and (unless include_skipped) not skipped by them."""
+    mine = Review.objects.filter(example_id=OuterRef("pk"), reviewer=reviewer, undone=False, is_adjudication=False)
+    qs = scope.examples().filter(status=Example.Status.PENDING_REVIEW).exclude(Exists(mine))
+    if not include_skipped:
+        skipped = ReviewClaim.objects.filter(example_id=OuterRef("pk"), reviewer=reviewer,
+                                             expires_at__lte=F("claimed_at"))
+        qs = qs.exclude(Exists(skipped))
+    return _with_free_slot(qs, reviewer=reviewer, now=now).order_by("pk")
+
+
+def review_claim_current(*, reviewer, scope: ReviewScope, now: datetime) -> ReviewClaim | None:
+    """The reviewer's newest unexpired claim in the scope on an example that still needs their decision (read only:
+    the workbench page shows it without renewing it)."""
+    mine = Review.objects.filter(example_id=OuterRef("example_id"), reviewer=reviewer, undone=False,
+                                 is_adjudication=False)
+    return (ReviewClaim.objects.filter(scope.example_q("example__"), reviewer=reviewer, expires_at__gt=now,
+                                       example__status=Example.Status.PENDING_REVIEW)
+            .exclude(Exists(mine)).order_by("-claimed_at", "-id").first())
 
 
 def review_example_for_card(*, example_id: int) -> Example:
@@ -201,7 +229,6 @@ def review_agreement(*, dataset: Dataset | None = None) -> dict:
     over all examples with two or more reviews, and each reviewer's agreement with the consensus
     (the adjudicated decision where there is one, else a strict majority)."""
     import numpy as np
-    from django.contrib.auth import get_user_model
     from sklearn.metrics import cohen_kappa_score
 
     import krippendorff
@@ -268,8 +295,6 @@ def review_agreement(*, dataset: Dataset | None = None) -> dict:
 
 
 def review_dashboard() -> dict:
-    from django.contrib.auth import get_user_model
-
     datasets = [{"dataset": ds, **review_progress(scope=ReviewScope(dataset=ds))} for ds in Dataset.objects.order_by("name")]
     agreement = review_agreement()
     rows = list(_live_reviews().values("reviewer_id").annotate(n=Count("id"), approvals=Count("id", filter=Q(decision="approve")))
@@ -356,8 +381,6 @@ def example_browse(*, filters: dict) -> QuerySet[Example]:
 def example_search(*, qs: QuerySet[Example], text: str) -> QuerySet[Example]:
     """Full-text search on the query and the passage: PostgreSQL's text search, a substring match elsewhere."""
     if connection.vendor == "postgresql":
-        from django.contrib.postgres.search import SearchQuery, SearchVector
-
         vector = SearchVector("query__text", "passage__title", "passage__text", config="english")
         return qs.annotate(search=vector).filter(search=SearchQuery(text, search_type="websearch", config="english"))
     # Elsewhere: every word must appear in the query, the passage or its title.
@@ -398,8 +421,6 @@ def data_quality_figures(*, dataset: Dataset | None = None, sample: int = 20000)
     approval: dict[str, dict] = {}
     decided = qs.filter(status__in=[Example.Status.APPROVED, Example.Status.REJECTED])
     for name in PromptTemplate.Name.values:
-        from django.db.models.fields.json import KeyTextTransform
-
         rows = (decided.exclude(**{f"prompt_versions__{name}__isnull": True})
                 .annotate(v=KeyTextTransform(name, "prompt_versions")).values("v")
                 .annotate(approved=Count("id", filter=Q(status=Example.Status.APPROVED)), n=Count("id")).order_by("v"))

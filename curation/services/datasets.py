@@ -2,14 +2,17 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import random
 from collections.abc import Callable
 
+from celery import current_app
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import Max, Q, QuerySet
 from django.db.models.fields.json import KeyTransform
 
+from curation import exports
 from curation.hashing import text_hash
 from curation.models import Dataset, DatasetVersion, DatasetVersionMember, Example, GeneratedQuery
 
@@ -18,6 +21,8 @@ FILTER_KEYS = ("status", "origin", "variant", "domain", "label", "prompt_version
 RECIPE_KEYS = ("seed", "mix", "shuffle")
 DEFAULT_FILTERS = {"status": [Example.Status.APPROVED]}
 BUILD_CHUNK = 2000
+RENDER_TASK = "curation.tasks.dataset_version_render_task"
+logger = logging.getLogger(__name__)
 
 # ---------------------------------------------------------------- datasets
 
@@ -225,21 +230,29 @@ def dataset_version_build(
     created_by=None,
     name: str = "",
     progress: Callable[[int, int], None] | None = None,
+    render_now: bool = False,
 ) -> DatasetVersion:
     """Freeze a selection of examples as the dataset's next version. All or nothing; raises ValidationError
-    with a clear message when the filter or recipe is invalid or asks for more than there is."""
+    with a clear message when the filter or recipe is invalid or asks for more than there is.
+
+    The version is `building` until its export files are rendered: by a Celery task enqueued when the members are
+    committed, or here, before returning, with render_now (the management command, which needs no worker)."""
     filters = dataset_version_filters_normalize(dataset=dataset, filters=filters)
     recipe = dataset_version_recipe_normalize(recipe)
     ids = dataset_version_select(filters=filters, recipe=recipe)
     for attempt in range(3):
         try:
             with transaction.atomic():
-                return _build(dataset=dataset, filters=filters, recipe=recipe, ids=ids, created_by=created_by, name=name, progress=progress)
+                version = _build(dataset=dataset, filters=filters, recipe=recipe, ids=ids, created_by=created_by,
+                                 name=name, progress=progress)
+                if not render_now:
+                    transaction.on_commit(lambda: dataset_version_render_enqueue(version=version))
+            break
         except IntegrityError:
             # Two builds raced for the same version number: take the next one.
             if attempt == 2:
                 raise
-    raise AssertionError("unreachable")
+    return dataset_version_render(version=version) if render_now else version
 
 
 def _build(*, dataset, filters, recipe, ids, created_by, name, progress) -> DatasetVersion:
@@ -273,6 +286,33 @@ def _build(*, dataset, filters, recipe, ids, created_by, name, progress) -> Data
             progress(min(start + BUILD_CHUNK, total), total)
     version.content_hash = hasher.hexdigest()
     version.example_count = total
-    version.status = DatasetVersion.Status.READY
-    version.save(update_fields=["content_hash", "example_count", "status"])
+    version.save(update_fields=["content_hash", "example_count"])
+    return version
+
+
+def dataset_version_render_enqueue(*, version: DatasetVersion) -> None:
+    """Have a worker render the version's files. A broker that cannot take the task marks a building version failed,
+    with the reason, rather than leaving it building for ever."""
+    try:
+        current_app.send_task(RENDER_TASK, args=[version.pk])  # by name: the task module imports this one
+    except Exception as exc:  # noqa: BLE001 - any broker error: the reason goes to the version's row
+        logger.exception("could not enqueue the render of dataset version %s", version.pk)
+        DatasetVersion.objects.filter(pk=version.pk, status=DatasetVersion.Status.BUILDING).update(
+            status=DatasetVersion.Status.FAILED, error=f"could not hand the render to a worker: {exc!r}"[:2000])
+
+
+def dataset_version_render(*, version: DatasetVersion) -> DatasetVersion:
+    """Render the version's export files (every format; those already there are kept) and mark it ready. A version
+    whose render fails is marked failed with the error; a ready one (its file lost and rendered again) stays ready."""
+    try:
+        for fmt in exports.FORMATS:
+            exports.export_render(version=version, fmt=fmt)
+    except Exception as exc:
+        DatasetVersion.objects.filter(pk=version.pk, status=DatasetVersion.Status.BUILDING).update(
+            status=DatasetVersion.Status.FAILED, error=f"rendering the export files failed: {exc!r}"[:2000])
+        version.refresh_from_db(fields=["status", "error"])
+        raise
+    DatasetVersion.objects.filter(pk=version.pk, status=DatasetVersion.Status.BUILDING).update(
+        status=DatasetVersion.Status.READY)
+    version.refresh_from_db(fields=["status", "error"])
     return version

@@ -80,7 +80,8 @@ def version_build(request):
             for message in exc.messages:
                 form.add_error(None, message)
         else:
-            messages.success(request, f"Built {version} ({version.example_count} examples).")
+            messages.success(request, f"Built {version} ({version.example_count} examples); its export files are "
+                                      "being rendered.")
             return redirect("curation:version_detail", pk=version.pk)
     available = (
         Example.objects.values("dataset__name", "origin", "status").annotate(n=Count("id")).order_by("dataset__name", "origin", "status")

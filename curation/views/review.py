@@ -85,9 +85,12 @@ def review_index(request):
 @require_GET
 @never_cache
 def review_queue(request, scope_id: int, kind: str = "dataset"):
+    """The workbench page. A GET only reads: it shows the claim the reviewer holds, else a form whose POST (sent by
+    htmx as the page loads) claims the next example, so prefetches and reloads never take a slot."""
     scope = _scope(kind, scope_id)
-    claim = svc.review_claim_next(reviewer=request.user, scope=scope)
+    claim = sel.review_claim_current(reviewer=request.user, scope=scope, now=timezone.now())
     ctx = _card_context(request, scope, claim)
+    ctx["start"] = claim is None
     ctx["progress"] = sel.review_progress(scope=scope, reviewer=request.user)
     return render(request, "review/queue.html", ctx)
 
@@ -95,7 +98,11 @@ def review_queue(request, scope_id: int, kind: str = "dataset"):
 @reviewer_required
 @require_POST
 def review_next(request, scope_id: int, kind: str = "dataset"):
-    return _respond(request, _scope(kind, scope_id))
+    scope = _scope(kind, scope_id)
+    claim = svc.review_claim_next(reviewer=request.user, scope=scope)
+    if claim is None and not request.headers.get("HX-Request"):
+        return _respond(request, scope, error=f"Nothing left for you in {scope.label} right now.")
+    return _respond(request, scope, claim=claim)
 
 
 def _edits_from(post) -> dict:

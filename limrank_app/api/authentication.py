@@ -52,36 +52,6 @@ def _lookup_sql() -> str:
     )
 
 
-@cache
-def api_token_reviewer_writer_sql_text() -> str:
-    """A subquery (token_id, user_id, stale) with one row when the key is a live read-write token of an active
-    reviewer or admin — exactly whom ApiTokenAuthentication + IsReviewer let write (a test walks the cases) — and
-    none otherwise; its parameters come from api_token_reviewer_writer_params. The review queue's hot endpoints join
-    their action to it: authentication and action in one statement; a request it does not admit takes the full DRF
-    path, which answers why."""
-    token_col, user_col, member, tables, stale = _sql_parts()
-    return (
-        f"SELECT {token_col('id')} AS token_id, {token_col('user_id')} AS user_id, {stale} AS stale FROM {tables} "
-        f"WHERE t.key_hash = %s AND {token_col('revoked_at')} IS NULL AND {user_col('is_active')} "
-        f"AND {token_col('scope')} = '{ApiToken.Scope.WRITE}' AND ({user_col('is_superuser')} OR {member(2)})"
-    )
-
-
-def api_token_reviewer_writer_params(key: str, *, now, db) -> list:
-    """The subquery's parameters for `db`, the connection the statement runs on (given: a lookup through `connection`
-    goes through an asgiref Local on every use)."""
-    touched_before = db.ops.adapt_datetimefield_value(now - timedelta(seconds=TOUCH_EVERY_S))
-    return [touched_before, token_hash(key), REVIEWER, ADMIN]
-
-
-def bearer_key(request) -> str | None:
-    """The key of an `Authorization: Bearer <key>` (or `Token <key>`) header of a Django request, if any."""
-    header = request.META.get("HTTP_AUTHORIZATION", "").split()
-    if len(header) == 2 and header[0].lower() in ApiTokenAuthentication.keywords:
-        return header[1]
-    return None
-
-
 def api_token_lookup(key_hash: str, *, now=None):
     """(token, live, stale): the token with the hash, its user loaded with the roles remembered on it; `live` is false
     for a revoked token, `stale` true when last_used_at is older than TOUCH_EVERY_S. None if there is no such token."""

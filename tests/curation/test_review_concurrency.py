@@ -1,6 +1,7 @@
 """Many reviewers claiming and submitting at once, each on its own database connection (threads).
 PostgreSQL: 50 reviewers, SELECT ... FOR UPDATE SKIP LOCKED. SQLite: the serialized (BEGIN IMMEDIATE) fallback."""
 import threading
+import time
 from collections import Counter
 
 import pytest
@@ -98,6 +99,41 @@ def test_concurrent_reviewers_on_sqlite(settings):
     _race(n_reviewers=8, n_examples=10, required=2)
 
 
+def _first_round_claims(n_reviewers: int, required: int, monkeypatch, *, locking: bool) -> Counter:
+    """Everyone asks at once for the one example there is; the slot re-count is slowed down so that the race window
+    is wide open. Returns claims per example."""
+    ds, [ex] = factories.review_dataset(n=1, reviews_required=required)
+    reviewers = [factories.reviewer() for _ in range(n_reviewers)]
+    slot_free = svc.review_slot_free
+
+    def slow_slot_free(**kwargs):
+        time.sleep(0.2)
+        return slot_free(**kwargs)
+
+    monkeypatch.setattr(svc, "review_slot_free", slow_slot_free)
+    if not locking:
+        monkeypatch.setattr(svc, "_locking", lambda qs, wait: qs)
+    _in_threads(lambda r: getattr(svc.review_claim_next(reviewer=r, scope=ReviewScope(dataset=ds)), "example_id", None),
+                reviewers)
+    return Counter(ReviewClaim.objects.values_list("example_id", flat=True))
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("locking", [True, False])
+def test_the_row_lock_is_what_keeps_slots_single(settings, monkeypatch, locking):
+    # The integrity test above has teeth: without SELECT ... FOR UPDATE SKIP LOCKED the same race hands one slot to
+    # several reviewers.
+    if connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL (set DATABASE_URL)")
+    settings.PASSWORD_HASHERS = FAST_HASHER
+    claims = _first_round_claims(10, 2, monkeypatch, locking=locking)
+    if locking:
+        assert list(claims.values()) == [2]  # both slots taken (the later claimers waited), never a third
+    else:
+        assert max(claims.values()) > 2
+
+
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("required", [1, 2])
@@ -106,20 +142,20 @@ def test_the_same_submit_twice_at_once_stores_one_review(settings, required):
     # after the first committed, reads the row and the claim as the first left them and is refused.
     if connection.vendor != "postgresql":
         pytest.skip("needs PostgreSQL (set DATABASE_URL)")
-    from limrank_app.services import api_token_create
-
     settings.PASSWORD_HASHERS = FAST_HASHER
     ds, [ex] = factories.review_dataset(n=1, reviews_required=required)
     reviewer = factories.reviewer()
-    key = api_token_create(user=reviewer, name="t", scope="write")[1]
-    assert svc.review_claim_next_by_token(key=key, scope=ReviewScope(dataset_id=ds.pk)).card["id"] == ex.pk
+    scope = ReviewScope(dataset=ds)
+    assert svc.review_claim_next(reviewer=reviewer, scope=scope).example_id == ex.pk
     for _ in range(5):  # five races, each with a fresh claim
         barrier, answers = threading.Barrier(2), []
 
         def tab():
             try:
                 barrier.wait(timeout=60)
-                answers.append(svc.review_submit_by_token(key=key, example=ex.pk, decision="approve"))
+                answers.append(svc.review_submit(reviewer=reviewer, example=ex.pk, decision="approve"))
+            except svc.ReviewError as exc:
+                answers.append(exc)
             finally:
                 connection.close()
 
@@ -128,11 +164,11 @@ def test_the_same_submit_twice_at_once_stores_one_review(settings, required):
             t.start()
         for t in threads:
             t.join(timeout=60)
-        assert len(answers) == 2 and sum(a is svc.DECLINED for a in answers) == 1, answers
+        assert len(answers) == 2 and sum(isinstance(a, svc.ReviewError) for a in answers) == 1, answers
         assert Review.objects.filter(example=ex, reviewer=reviewer, undone=False).count() == 1
         assert ReviewClaim.objects.count() == 0
         ex.refresh_from_db()
         assert ex.reviews_done == 1 and ex.status == ("approved" if required == 1 else "pending_review")
         Review.objects.filter(example=ex).delete()
         Example.objects.filter(pk=ex.pk).update(reviews_done=0, status="pending_review")
-        assert svc.review_claim_next_by_token(key=key, scope=ReviewScope(dataset_id=ds.pk)).card["id"] == ex.pk
+        assert svc.review_claim_next(reviewer=reviewer, scope=scope).example_id == ex.pk

@@ -46,6 +46,7 @@ def test_queue_page_shows_the_example_blind_to_other_reviewers(reviewer_client, 
     other = factories.reviewer(username="otto")
     svc.review_claim_next(reviewer=other, scope=ReviewScope(dataset=ds))
     svc.review_submit(reviewer=other, example=ex, decision="reject", reason="SECRET-REASON-XYZ")
+    reviewer_client.post(reverse("curation:review_next", args=[ds.pk]))
     html = reviewer_client.get(reverse("curation:review_queue", args=[ds.pk])).content.decode()
     assert f"Example #{ex.pk}" in html
     assert ex.query.text in html and ex.passage.text in html and ex.reasoning_trace in html
@@ -57,6 +58,25 @@ def test_queue_page_shows_the_example_blind_to_other_reviewers(reviewer_client, 
     assert ReviewClaim.objects.get(reviewer=reviewer_user).example_id == ex.pk
 
 
+def test_opening_the_queue_page_claims_nothing_the_post_does(reviewer_client, reviewer_user):
+    ds, [ex, _] = factories.review_dataset(n=2)
+    page = reverse("curation:review_queue", args=[ds.pk])
+    html = reviewer_client.get(page).content.decode()
+    assert ReviewClaim.objects.count() == 0  # a GET (prefetch, reload, crawler) takes no slot
+    next_url = reverse("curation:review_next", args=[ds.pk])
+    assert f'method="post" action="{next_url}"' in html and f'hx-post="{next_url}"' in html
+    assert 'aria-label="Start reviewing"' in html and f"Example #{ex.pk}" not in html
+    # The form's POST claims; without htmx it comes back to the page, which shows the claim.
+    resp = reviewer_client.post(next_url)
+    assert resp.status_code == 302 and resp["Location"] == page
+    claim = ReviewClaim.objects.get(reviewer=reviewer_user)
+    assert claim.example_id == ex.pk
+    html = reviewer_client.get(page).content.decode()
+    assert f"Example #{ex.pk}" in html and 'aria-label="Approve"' in html
+    # Showing the held claim again neither renews it nor takes another slot.
+    assert list(ReviewClaim.objects.values_list("pk", "expires_at")) == [(claim.pk, claim.expires_at)]
+
+
 def test_guidelines_markdown_does_not_pass_raw_html(reviewer_client):
     ds, _ = factories.review_dataset(n=1, guidelines="<script>alert(1)</script>")
     html = reviewer_client.get(reverse("curation:review_queue", args=[ds.pk])).content.decode()
@@ -66,7 +86,7 @@ def test_guidelines_markdown_does_not_pass_raw_html(reviewer_client):
 def test_htmx_decide_swaps_in_the_next_example(reviewer_client, reviewer_user):
     ds, [first, second] = factories.review_dataset(n=2)
     original_query = second.query.text
-    reviewer_client.get(reverse("curation:review_queue", args=[ds.pk]))
+    reviewer_client.post(reverse("curation:review_next", args=[ds.pk]))
     resp = reviewer_client.post(reverse("curation:review_decide", args=[ds.pk, first.pk]),
                                 {"decision": "reject", "reason_code": "3", "seconds_spent": "2.5"}, **HX)
     assert resp.status_code == 200
@@ -93,7 +113,7 @@ def test_htmx_decide_swaps_in_the_next_example(reviewer_client, reviewer_user):
 
 def test_invalid_edit_is_reported_and_nothing_is_saved(reviewer_client):
     ds, [ex] = factories.review_dataset(n=1)
-    reviewer_client.get(reverse("curation:review_queue", args=[ds.pk]))
+    reviewer_client.post(reverse("curation:review_next", args=[ds.pk]))
     resp = reviewer_client.post(reverse("curation:review_decide", args=[ds.pk, ex.pk]),
                                 {"decision": "approve", "edit": "1", "query": "   ", "passage": "x", "trace": "", "label": "true"}, **HX)
     assert resp.status_code == 422 and "must not be empty" in resp.content.decode()
@@ -105,7 +125,7 @@ def test_a_reviewer_cannot_act_on_another_reviewers_claim(reviewer_client, revie
     owner = factories.reviewer(username="owner")
     svc.review_claim_next(reviewer=owner, scope=ReviewScope(dataset=ds))
     # The queue does not show it (its only slot is held) ...
-    html = reviewer_client.get(reverse("curation:review_queue", args=[ds.pk])).content.decode()
+    html = reviewer_client.post(reverse("curation:review_next", args=[ds.pk]), **HX).content.decode()
     assert "Nothing left for you here" in html and ex.query.text not in html
     # ... and posting to it directly is refused, for every action.
     assert reviewer_client.post(reverse("curation:review_decide", args=[ds.pk, ex.pk]), {"decision": "approve"}, **HX).status_code == 403
@@ -119,7 +139,7 @@ def test_a_reviewer_cannot_act_on_another_reviewers_claim(reviewer_client, revie
 
 def test_plain_form_posts_redirect_back_to_the_queue(reviewer_client):
     ds, [ex, _] = factories.review_dataset(n=2)
-    reviewer_client.get(reverse("curation:review_queue", args=[ds.pk]))
+    reviewer_client.post(reverse("curation:review_next", args=[ds.pk]))
     resp = reviewer_client.post(reverse("curation:review_decide", args=[ds.pk, ex.pk]), {"decision": "approve"})
     assert resp.status_code == 302 and resp["Location"] == reverse("curation:review_queue", args=[ds.pk])
 
@@ -127,6 +147,7 @@ def test_plain_form_posts_redirect_back_to_the_queue(reviewer_client):
 def test_run_queue(reviewer_client):
     run = factories.GenerationRunFactory()
     ex = factories.ExampleFactory(generation_run=run, dataset=None)
+    reviewer_client.post(reverse("curation:review_run_next", args=[run.pk]))
     html = reviewer_client.get(reverse("curation:review_run_queue", args=[run.pk])).content.decode()
     assert f"Example #{ex.pk}" in html
     reviewer_client.post(reverse("curation:review_run_decide", args=[run.pk, ex.pk]), {"decision": "approve"}, **HX)
@@ -202,6 +223,30 @@ def test_api_claim_submit_skip_undo(client, reviewer_user):
     resp = client.post(reverse("api-review-undo"), {"dataset": ds.pk}, content_type="application/json", **auth)
     assert resp.status_code == 200 and resp.json()["undone"] is True and resp.json()["example_status"] == "pending_review"
     assert ReviewClaim.objects.get(example=ex2, reviewer=reviewer_user).expires_at > ReviewClaim.objects.get(example=ex2).claimed_at
+
+
+@pytest.mark.parametrize("url, body, field", [
+    ("api-review-next", {"dataset": 2**63}, "dataset"),
+    ("api-review-next", {"generation_run": 2**64}, "generation_run"),
+    ("api-review-next", {"dataset": "seven"}, "dataset"),
+    ("api-review-next", {"dataset": 1.5}, "dataset"),
+    ("api-review-undo", {"dataset": 2**63}, "dataset"),
+    ("api-review-submit", {"example": 2**63, "decision": "approve"}, "example"),
+    ("api-review-submit", {"example": [1], "decision": "approve"}, "example"),
+    ("api-review-skip", {"example": 2**63}, "example"),
+    ("api-review-skip", {"example": "x"}, "example"),
+])
+def test_api_ids_out_of_range_or_not_integers_are_400(client, reviewer_user, url, body, field):
+    resp = client.post(reverse(url), body, content_type="application/json", **_token(reviewer_user))
+    assert resp.status_code == 400 and field in resp.json()
+
+
+def test_api_agreement_bad_dataset_id_is_400(client, admin_user):
+    auth = _token(admin_user, scope="read")
+    for bad in (str(2**63), "x"):
+        resp = client.get(reverse("api-review-agreement"), {"dataset": bad}, **auth)
+        assert resp.status_code == 400 and "dataset" in resp.json()
+    assert client.get(reverse("api-review-agreement"), {"dataset": 2**62}, **auth).status_code == 404
 
 
 def test_api_read_only_token_and_empty_queue(client, reviewer_user, admin_user):

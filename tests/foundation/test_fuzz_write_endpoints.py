@@ -99,15 +99,12 @@ def _fields(operation) -> list[str]:
 
 
 # Every write operation of the schema (test_every_write_endpoint_is_fuzzed keeps this list complete).
-_REVIEW_PARSER = pytest.mark.xfail(
-    reason="curation/api/review.py (h19a, being rewritten) decodes bodies itself, outside the hardened JSON parser: "
-           "deep nesting is a 500 there until it uses the default parser", strict=False)
 WRITE_ENDPOINTS = [
     "POST /api/benchmarks/", "POST /api/benchmarks/{id}/runs/", "POST /api/dataset-versions/", "POST /api/datasets/", "PUT /api/datasets/{id}/",
     "PATCH /api/datasets/{id}/", "POST /api/eval-runs/", "POST /api/eval-runs/{id}/resume/", "POST /api/examples/import/",
     "POST /api/generation-runs/", "POST /api/generation-runs/{id}/resume/", "POST /api/personas/import/", "POST /api/reranker-models/",
-    pytest.param("POST /api/review/next/", marks=_REVIEW_PARSER), pytest.param("POST /api/review/skip/", marks=_REVIEW_PARSER),
-    pytest.param("POST /api/review/submit/", marks=_REVIEW_PARSER), pytest.param("POST /api/review/undo/", marks=_REVIEW_PARSER),
+    "POST /api/review/next/", "POST /api/review/skip/",
+    "POST /api/review/submit/", "POST /api/review/undo/",
     "POST /api/seed-queries/import/", "POST /api/training-jobs/", "POST /api/training-jobs/{id}/cancel/",
     "POST /api/training-jobs/{id}/resume/",
 ]

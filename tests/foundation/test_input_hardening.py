@@ -63,10 +63,6 @@ def test_json_body_past_the_memory_limit_is_413(api, settings):
     assert r.status_code == 413
 
 
-@pytest.mark.xfail(
-    reason="curation/api/review.py (h19a, being rewritten) sets parser_classes=[JSONParser] and parses bodies itself; "
-    "it must use the default HardenedJSONParser for this to pass", strict=False,
-)
 def test_nul_in_a_review_reason_is_refused_not_cut(db):
     reviewer = factories.reviewer(username="nul")
     ds, (example,) = factories.review_dataset(n=1)

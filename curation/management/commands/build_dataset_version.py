@@ -66,12 +66,14 @@ class Command(BaseCommand):
                 bar.refresh()
 
         try:
-            version = dataset_version_build(dataset=dataset, filters=filters, recipe=recipe, created_by=None, name=opts["name"], progress=progress)
+            version = dataset_version_build(dataset=dataset, filters=filters, recipe=recipe, created_by=None, name=opts["name"], progress=progress,
+                                             render_now=True)
         except ValidationError as exc:
             raise CommandError("; ".join(exc.messages)) from None
         finally:
             if bar is not None:
                 bar.close()
         self.stdout.write(self.style.SUCCESS(
-            f"{version} built: {version.example_count} examples, content hash {version.content_hash} (id {version.pk})"
+            f"{version} built and its export files rendered: {version.example_count} examples, "
+            f"content hash {version.content_hash} (id {version.pk})"
         ))

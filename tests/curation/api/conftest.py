@@ -16,24 +16,14 @@ from tests import factories
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
-@pytest.fixture
-def small_blocks(monkeypatch):
-    """Many blocks and several COPY statements (PostgreSQL) or ranges (SQLite), so an export of a few rows streams
-    as many chunks on either database."""
-    from curation import exports
-
-    monkeypatch.setattr(exports, "_PG_BLOCK_BYTES", 1500)
-    monkeypatch.setattr(exports, "_PG_COPY_ROWS", 7)
-    monkeypatch.setattr(exports, "CHUNK_ROWS", 3)
-
-
 @pytest.fixture(autouse=True)
-def snapshot_dir(settings, tmp_path):
-    """Every API test exports into its own snapshot directory (tests change the members of built versions, and an
-    export kept by one test must never answer another's); the snapshot is complete once the response is closed."""
-    settings.LIMRANK_EXPORT_SNAPSHOT_DIR = str(tmp_path / "exports")
-    settings.LIMRANK_EXPORT_SNAPSHOT_BACKGROUND_COMMIT = False
-    return tmp_path / "exports"
+def export_dir(settings, tmp_path):
+    """Every API test renders export files into its own storage (tests change the members of built versions, and a
+    file rendered for one test must never answer another's)."""
+    settings.MEDIA_ROOT = str(tmp_path / "media")
+    return tmp_path / "media" / "exports"
+
+
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 
@@ -118,7 +108,7 @@ def version(db):
     ds = factories.DatasetFactory(name="export me")
     make_examples(23, dataset=ds, origin="rank1", tag="r")
     make_examples(9, dataset=ds, origin="synthetic", tag="s", prompt_versions={"reasoner": 3})
-    return dataset_version_build(dataset=ds, filters={}, recipe={"seed": 5}, created_by=None)
+    return dataset_version_build(dataset=ds, filters={}, recipe={"seed": 5}, created_by=None, render_now=True)
 
 
 @pytest.fixture(autouse=True)

@@ -7,7 +7,10 @@ from django.core.management import CommandError, call_command
 from django.db import transaction
 
 from curation.models import DatasetVersion, DatasetVersionMember, Example, Review
-from curation.services.datasets import dataset_version_build, member_content_hash, version_content_hash
+from curation import exports
+from curation.services.datasets import (
+    dataset_version_build, dataset_version_render, member_content_hash, version_content_hash,
+)
 from tests import factories
 from tests.curation.api.conftest import make_examples
 
@@ -29,7 +32,7 @@ RECIPE = {"seed": 12345, "mix": {"rank1": 20, "synthetic": 8}}
 
 def test_mix_counts_and_only_approved(pool):
     v = dataset_version_build(dataset=pool, filters={}, recipe=RECIPE, created_by=None)
-    assert v.status == "ready" and v.example_count == 28 and v.version == 1
+    assert v.status == "building" and v.example_count == 28 and v.version == 1  # ready once its files are rendered
     members = list(v.members.order_by("position"))
     assert [m.position for m in members] == list(range(28))
     assert sum(m.origin == "rank1" for m in members) == 20
@@ -121,6 +124,7 @@ def test_api_build_and_datasheet(pool, principals):
     assert r.status_code == 201, r.content
     body = r.json()
     assert body["example_count"] == 28 and body["version"] == 1 and len(body["content_hash"]) == 64
+    assert body["status"] == "building"
     assert body["export_urls"]["parquet"].endswith(f"/api/dataset-versions/{body['id']}/export/?format=parquet")
     r = admin.post("/api/dataset-versions/", {"dataset": pool.pk, "recipe": {"seed": 1, "mix": {"rank1": 31}}}, format="json")
     assert r.status_code == 400 and "31 rank1 examples asked, 30 available" in r.json()["recipe"][0]
@@ -144,6 +148,7 @@ def test_api_build_and_datasheet(pool, principals):
 def test_management_command(pool, capsys):
     call_command("build_dataset_version", "--dataset", "limrank", "--mix", "rank1=10", "--mix", "synthetic=5", "--seed", "9", "--no-progress")
     v = DatasetVersion.objects.get()
+    assert v.status == "ready" and exports.export_path(v, "parquet").exists()  # the command renders, no worker needed
     assert v.example_count == 15 and v.recipe == {"seed": 9, "mix": {"rank1": 10, "synthetic": 5}, "shuffle": True}
     assert v.content_hash in capsys.readouterr().out
     with pytest.raises(CommandError, match="100 rank1 examples asked, 30 available"):
@@ -166,7 +171,12 @@ def test_browser_build_form_and_datasheet_page(pool, client):
     page = client.get(r["Location"])
     assert page.status_code == 200
     html = page.content.decode()
-    assert v.content_hash in html and "Export parquet" in html and f"/api/dataset-versions/{v.pk}/export/?format=rank1" in html
+    assert v.content_hash in html and "Building" in html and "being rendered" in html and "Export parquet" not in html
+    dataset_version_render(version=v)
+    html = client.get(r["Location"]).content.decode()
+    assert "Ready" in html and "Export parquet" in html and f"/api/dataset-versions/{v.pk}/export/?format=rank1" in html
+    listing = client.get("/datasets/versions/").content.decode()
+    assert "status-ready" in listing and "status-building" in listing  # the API twin is still building
     bad = client.post("/datasets/versions/new/", {**form, "mix_rank1": 999})
     assert bad.status_code == 400 and "999 rank1 examples asked, 30 available" in bad.content.decode()
 

@@ -33,7 +33,7 @@ def world(api_reviewer):
     ds = factories.DatasetFactory(name="perm")
     examples = make_examples(3, dataset=ds, origin="rank1")
     review = Review.objects.create(example=examples[0], reviewer=api_reviewer, decision="approve")
-    version = dataset_version_build(dataset=ds, filters={}, recipe={}, created_by=None)
+    version = dataset_version_build(dataset=ds, filters={}, recipe={}, created_by=None, render_now=True)
     return {
         "/api/personas/": factories.PersonaFactory().pk,
         "/api/seed-queries/": factories.SeedQueryFactory().pk,

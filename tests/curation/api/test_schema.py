@@ -31,7 +31,7 @@ def api_schema(db, admin_key):
     ds = factories.DatasetFactory(name="fuzz")
     examples = make_examples(6, dataset=ds, origin="rank1")
     Review.objects.create(example=examples[0], reviewer=factories.reviewer(username="fuzz-rev"), decision="approve")
-    dataset_version_build(dataset=ds, filters={}, recipe={"seed": 1}, created_by=None)
+    dataset_version_build(dataset=ds, filters={}, recipe={"seed": 1}, created_by=None, render_now=True)
     factories.PersonaFactory()
     factories.SeedQueryFactory()
     factories.GenerationRunFactory()
