@@ -205,6 +205,15 @@ def eval_run_create(*, benchmark: Benchmark, model: RerankerModel, first_stage: 
     if model.kind != RerankerModel.Kind.BM25 and not benchmark.n_documents:
         raise EvaluationError(f"{benchmark.name} has no documents: a reranker needs their texts")
     eval_task_prompt(benchmark=benchmark, model_kind=model.kind, params=params or {})  # a bad task name: 4xx now
+    if model.kind != RerankerModel.Kind.BM25:
+        from .rerankers import strategy_available, strategy_get
+
+        backend = (model.config or {}).get("backend")
+        if backend and backend not in strategy_get(model.kind).backends:
+            raise EvaluationError(f"model {model.name!r}: backend {backend!r} is not one of "
+                                  f"{', '.join(strategy_get(model.kind).backends)} for {model.kind}")
+        if not strategy_available(model.kind, backend):
+            raise EvaluationError(f"reranker family {strategy_get(model.kind).family!r} is not available in this build")
     run = EvalRun.objects.create(benchmark=benchmark, model=model, first_stage=first_stage, top_k=int(top_k),
                                  params=params or {}, created_by=created_by)
     if enqueue:
@@ -338,7 +347,7 @@ def _chunks(pending: list[tuple[str, dict, list[str]]], size: int | None) -> Ite
 
 def _execute(run: EvalRun, *, on_progress=None) -> None:
     from .metrics import evaluate, p_mrr, run_format
-    from .rerankers import POINTWISE_KINDS, reranker_for_model
+    from .rerankers import reranker_for_model, strategy_get
 
     bench, model = run.benchmark, run.model
     followir = bench.format == Benchmark.Format.FOLLOWIR
@@ -386,7 +395,8 @@ def _execute(run: EvalRun, *, on_progress=None) -> None:
         pending = [(side, q, list(candidates.get(q["qid"], {}))) for side in sides for q in queries
                    if q["qid"] not in runs[side]]
         reranker = reranker_for_model(model)
-        pointwise = model.kind in POINTWISE_KINDS
+        feed = strategy_get(model.kind).feed
+        pointwise = feed == "pairs"
         # Pairs per backend call (the reranker's own choice unless the run's params set one): progress and the
         # checkpoint advance per call; a listwise reranker ranks one query's list per call.
         size = params.get("chunk_pairs") or reranker.pairs_per_call
@@ -400,9 +410,17 @@ def _execute(run: EvalRun, *, on_progress=None) -> None:
                     if pointwise:
                         pairs = [(qt, texts.get(d, "")) for qt, (_, _, docids) in zip(queries_of, chunk) for d in docids]
                         flat = reranker.score_pairs(pairs) if pairs else []
-                    else:  # listwise: one query's list at a time
-                        flat = [s for qt, (_, _, docids) in zip(queries_of, chunk)
-                                for s in (reranker.score(qt, [texts.get(d, "") for d in docids]) if docids else [])]
+                    else:  # listwise, setwise, ICR: one query's list at a time
+                        flat = []
+                        for qt, (_, q, docids) in zip(queries_of, chunk):
+                            if not docids:
+                                continue
+                            passages = [texts.get(d, "") for d in docids]
+                            if feed == "list+scores":  # InsertRank: the first stage's scores go in the prompt
+                                first = candidates.get(q["qid"], {})
+                                flat.extend(reranker.score(qt, passages, first_stage_scores=[first[d] for d in docids]))
+                            else:
+                                flat.extend(reranker.score(qt, passages))
                     at = 0
                     for side, q, docids in chunk:
                         runs[side][q["qid"]] = dict(zip(docids, flat[at:at + len(docids)]))

@@ -1,11 +1,34 @@
 """The one interface every reranker implements (AnswerDotAI `rerankers` style)."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Sequence
 
 
 class RerankerDependencyError(ImportError):
     """A reranker family needs an optional package that is not installed."""
+
+
+class RerankerUnavailableError(ValueError):
+    """A reranker family is in the table of strategies but its module is not part of this build."""
+
+
+@dataclass
+class CostCounter:
+    """What a reranker spent: model calls (forward passes, generate calls or API requests), tokens in and out.
+    An eval run reads it per chunk and divides by the queries; the clock is the run's."""
+
+    calls: int = 0
+    tokens_in: int = 0
+    tokens_out: int = 0
+
+    def add(self, *, calls: int = 1, tokens_in: int = 0, tokens_out: int = 0) -> None:
+        self.calls += int(calls)
+        self.tokens_in += int(tokens_in)
+        self.tokens_out += int(tokens_out)
+
+    def as_dict(self) -> dict[str, int]:
+        return {"calls": self.calls, "tokens_in": self.tokens_in, "tokens_out": self.tokens_out}
 
 
 def require(module: str, *, install: str, purpose: str):
@@ -26,6 +49,20 @@ class Reranker:
     # How many pairs an eval run hands to one `score_pairs` call (None: all of them at once, for a backend that
     # schedules its own batches, like vLLM). Progress and the run's checkpoint advance per call.
     pairs_per_call: int | None = 512
+
+    @property
+    def cost(self) -> CostCounter:
+        """The one counter every reranker reports through (created on first use: subclasses keep their own
+        __init__ without calling ours)."""
+        counter = self.__dict__.get("_cost")
+        if counter is None:
+            counter = self.__dict__["_cost"] = CostCounter()
+        return counter
+
+    @property
+    def on_gpu(self) -> bool:
+        """Whether the model runs on a GPU here (the run then records GPU-seconds)."""
+        return str(getattr(self, "device", "") or "").startswith("cuda")
 
     def score_pairs(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
         raise NotImplementedError

@@ -59,6 +59,12 @@ class CausalLMReranker(Reranker):
         self.model = model.to(self.device).eval()
         self.max_new_tokens, self.batch_size, self.context_size = max_new_tokens, batch_size, max_length
 
+    @classmethod
+    def from_config(cls, *, path: str, base_model: str, config: dict) -> "CausalLMReranker":
+        keep = {k: config[k] for k in ("mode", "max_new_tokens", "batch_size", "max_length", "device", "dtype")
+                if k in config}
+        return cls(path or base_model, base_model=base_model if path else "", **keep)
+
     def score_pairs(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
         from training.lora import causal_lm_score_pairs
 
@@ -121,6 +127,14 @@ class VLLMCausalLMReranker(Reranker):
                                             stop=list(protocol.STOP_STRINGS), skip_special_tokens=False)
         self.forced = vllm.SamplingParams(temperature=0, max_tokens=1, logprobs=protocol.TOP_LOGPROBS,
                                           allowed_token_ids=[self.true_id, self.false_id], skip_special_tokens=False)
+
+    @classmethod
+    def from_config(cls, *, path: str, base_model: str, config: dict) -> "VLLMCausalLMReranker":
+        keep = {k: config[k] for k in ("mode", "max_new_tokens", "max_length", "gpu_memory_utilization",
+                                       "tensor_parallel_size") if k in config}
+        return cls(path or base_model, base_model=base_model, **keep)
+
+    on_gpu = True
 
     def _token_prompts(self, texts: list[str], limit: int) -> list[dict]:
         from training.lora import _prompt_ids

@@ -69,6 +69,18 @@ class ListwiseReranker(Reranker):
         self.window, self.step, self.max_tokens, self.temperature = window, step, max_tokens, temperature
         self.calls = 0
 
+    @classmethod
+    def from_config(cls, *, path: str, base_model: str, config: dict) -> "ListwiseReranker":
+        from django.conf import settings
+
+        return cls(
+            model=config.get("model") or path or settings.LIMRANK_REASONER_MODEL,
+            base_url=config.get("base_url") or settings.LIMRANK_REASONER_BASE_URL,
+            api_key=settings.LIMRANK_REASONER_API_KEY,  # keys stay in the environment, never in model rows
+            window=int(config.get("window", 20)), step=int(config.get("step", 10)),
+            timeout=settings.LIMRANK_LLM_TIMEOUT, max_retries=settings.LIMRANK_LLM_MAX_RETRIES,
+        )
+
     def _permute(self, query: str, passages: Sequence[str]) -> list[int]:
         resp = self.client.chat.completions.create(model=self.model, messages=listwise_messages(query, passages),
                                                    temperature=self.temperature, max_tokens=self.max_tokens)
