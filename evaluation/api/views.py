@@ -148,10 +148,13 @@ class LeaderboardView(APIView):
     permission_classes = [IsReviewer]
 
     @extend_schema(responses={200: dict}, parameters=[OpenApiParameter("sort", str, required=False),
-                                                       OpenApiParameter("dir", str, enum=["asc", "desc"], required=False)])
+                                                       OpenApiParameter("dir", str, enum=["asc", "desc"], required=False),
+                                                       OpenApiParameter("smoke", str, enum=["1"], required=False)])
     def get(self, request):
         board = selectors.leaderboard(sort=request.query_params.get("sort", ""),
-                                      descending=request.query_params.get("dir", "desc") != "asc")
+                                      descending=request.query_params.get("dir", "desc") != "asc",
+                                      include_smoke=request.query_params.get("smoke") == "1")
         columns = [{k: c[k] for k in ("key", "label", "group", "metric", "is_avg")} for c in board["columns"]]
-        rows = [{k: r[k] for k in ("kind", "label", "first_stage", "citation", "url", "cells")} for r in board["rows"]]
+        rows = [{**{k: r[k] for k in ("kind", "label", "first_stage", "citation", "url", "cells")},
+                 "smoke": r.get("smoke", False)} for r in board["rows"]]
         return Response({"columns": columns, "rows": rows})

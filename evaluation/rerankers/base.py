@@ -64,6 +64,18 @@ class Reranker:
         """Whether the model runs on a GPU here (the run then records GPU-seconds)."""
         return str(getattr(self, "device", "") or "").startswith("cuda")
 
+    @property
+    def n_parameters(self) -> int | None:
+        """The local model's parameter count (None for an API model): a run of a tiny test model is a smoke run."""
+        model = getattr(self, "model", None)
+        count = getattr(model, "num_parameters", None)
+        if callable(count):
+            return int(count())
+        inner = getattr(model, "model", None) if model is not None else None  # sentence-transformers, CrossEncoder
+        if inner is not None and callable(getattr(inner, "num_parameters", None)):
+            return int(inner.num_parameters())
+        return None
+
     def score_pairs(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
         raise NotImplementedError
 

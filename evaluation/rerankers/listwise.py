@@ -85,6 +85,9 @@ class ListwiseReranker(Reranker):
         resp = self.client.chat.completions.create(model=self.model, messages=listwise_messages(query, passages),
                                                    temperature=self.temperature, max_tokens=self.max_tokens)
         self.calls += 1
+        usage = getattr(resp, "usage", None)  # OpenAI-compatible servers report the tokens they billed
+        self.cost.add(calls=1, tokens_in=getattr(usage, "prompt_tokens", 0) or 0,
+                      tokens_out=getattr(usage, "completion_tokens", 0) or 0)
         return permutation_parse(resp.choices[0].message.content or "", len(passages))
 
     def order(self, query: str, docs: Sequence[str]) -> list[int]:
