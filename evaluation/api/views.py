@@ -108,7 +108,9 @@ class EvalRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Cr
         inp = s.EvalRunCreateSerializer(data=request.data)
         inp.is_valid(raise_exception=True)
         try:
-            run = services.eval_run_create(**inp.validated_data, created_by=request.user)
+            data = dict(inp.validated_data)
+            params = {"smoke": True} if data.pop("smoke", False) else {}
+            run = services.eval_run_create(**data, params=params, created_by=request.user)
         except services.EvaluationError as exc:
             return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
         return Response(s.EvalRunSerializer(run).data, status=status.HTTP_201_CREATED)

@@ -118,3 +118,22 @@ def test_smoke_rows_stay_off_the_leaderboard_and_the_cost_plot_unless_asked(revi
     from django.test import Client
 
     assert Client().get("/evaluation/leaderboard/cost/").status_code in (302, 403)  # reviewers only
+
+
+@pytest.mark.django_db
+def test_the_smoke_flag_from_the_api_and_the_command(admin_client, scifact_small, artifacts_dir):
+    from django.core.management import call_command
+
+    bench = _bench(scifact_small)
+    bm25 = services.reranker_model_register(name="bm25", kind=RerankerModel.Kind.BM25)
+    url = reverse("api-eval-run-list")
+    resp = admin_client.post(url, {"benchmark": bench.pk, "model": bm25.pk, "top_k": 5, "smoke": True},
+                             content_type="application/json")
+    assert resp.status_code == 201, resp.content
+    assert EvalRun.objects.get(pk=resp.json()["id"]).params == {"smoke": True}
+    resp = admin_client.post(url, {"benchmark": bench.pk, "model": bm25.pk, "top_k": 5}, content_type="application/json")
+    assert EvalRun.objects.get(pk=resp.json()["id"]).params == {}
+    call_command("evaluate", benchmark="sf", model="bm25", top_k=5, foreground=True, smoke=True)
+    latest = EvalRun.objects.latest("id")
+    assert latest.params["smoke"] is True and latest.status == "succeeded"
+

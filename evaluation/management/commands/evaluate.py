@@ -19,6 +19,9 @@ class Command(BaseCommand):
         parser.add_argument("--task", help="causal LM: the reference task whose prompt to use, when the benchmark's "
                                            "name is not one (e.g. SciFact, BrightRetrieval)")
         parser.add_argument("--subtask", help="with --task BrightRetrieval: biology, leetcode, ...")
+        parser.add_argument("--smoke", action="store_true",
+                            help="mark the run as a smoke run (kept off the leaderboard unless asked for); runs of "
+                                 "tiny test models are marked without it")
 
     def handle(self, *args, **o):
         from tqdm import tqdm
@@ -41,7 +44,7 @@ class Command(BaseCommand):
             raise CommandError("--run-out needs --foreground and a single benchmark")
         for bench in benches:
             try:
-                params = {k: o[k] for k in ("no_prompt", "task", "subtask") if o[k]}
+                params = {k: o[k] for k in ("no_prompt", "task", "subtask", "smoke") if o[k]}
                 run = eval_run_create(benchmark=bench, model=model, first_stage=o["first_stage"], top_k=o["top_k"],
                                       params=params, enqueue=not o["foreground"])
             except EvaluationError as exc:
