@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from .base import Reranker, causal_lm_load, last_logprobs
+from .base import Reranker, causal_lm_load, last_logprobs, require
 
 SYSTEM = 'Judge whether the Document meets the requirements based on the Query and the Instruct provided. Note that the answer can only be "yes" or "no".'
 PREFIX = "<|im_start|>system\n{system}<|im_end|>\n<|im_start|>user\n"
@@ -38,29 +38,25 @@ def answer_token_id(tokenizer, word: str) -> int:
     return int(ids[0])
 
 
-class YesNoReranker(Reranker):
-    name = "yes-no"
+_OPTIONS = ("system", "prefix", "suffix", "instruction", "body", "yes_token", "no_token", "max_length")
 
-    def __init__(self, path: str, *, system: str = SYSTEM, prefix: str = PREFIX, suffix: str = SUFFIX,
-                 instruction: str = INSTRUCTION, body: str = BODY, yes_token: str = "yes", no_token: str = "no",
-                 max_length: int = MAX_LENGTH, batch_size: int = 8, device: str | None = None, dtype: str = "auto"):
-        self.torch, self.tokenizer, self.model, self.device = causal_lm_load(path, device=device, dtype=dtype,
-                                                                             purpose="the yes/no reranker")
+
+class _YesNoPrompt:
+    """The token layout both backends share: prefix + body (truncated to fit) + suffix."""
+
+    def _prompt_setup(self, tokenizer, *, system: str = SYSTEM, prefix: str = PREFIX, suffix: str = SUFFIX,
+                      instruction: str = INSTRUCTION, body: str = BODY, yes_token: str = "yes", no_token: str = "no",
+                      max_length: int = MAX_LENGTH) -> None:
+        self.tokenizer = tokenizer
         self.instruction, self.body = instruction, body
-        self.prefix_ids = self.tokenizer.encode(prefix.format(system=system), add_special_tokens=False)
-        self.suffix_ids = self.tokenizer.encode(suffix, add_special_tokens=False)
-        self.yes_id = answer_token_id(self.tokenizer, yes_token)
-        self.no_id = answer_token_id(self.tokenizer, no_token)
-        self.max_length, self.batch_size = int(max_length), int(batch_size)
+        self.prefix_ids = tokenizer.encode(prefix.format(system=system), add_special_tokens=False)
+        self.suffix_ids = tokenizer.encode(suffix, add_special_tokens=False)
+        self.yes_id = answer_token_id(tokenizer, yes_token)
+        self.no_id = answer_token_id(tokenizer, no_token)
+        self.max_length = int(max_length)
         if self.max_length - len(self.prefix_ids) - len(self.suffix_ids) < 16:
             raise ValueError(f"max_length {max_length} leaves no room for the query and passage after the "
                              f"{len(self.prefix_ids) + len(self.suffix_ids)} template tokens")
-
-    @classmethod
-    def from_config(cls, *, path: str, base_model: str, config: dict) -> "YesNoReranker":
-        keys = ("system", "prefix", "suffix", "instruction", "body", "yes_token", "no_token", "max_length",
-                "batch_size", "device", "dtype")
-        return cls(path or base_model, **{k: config[k] for k in keys if k in config})
 
     def input_ids(self, pairs: Sequence[tuple[str, str]]) -> list[list[int]]:
         """prefix + body (truncated to fit) + suffix, as the model card's `process_inputs` builds them."""
@@ -68,6 +64,23 @@ class YesNoReranker(Reranker):
         enc = self.tokenizer(bodies, padding=False, truncation="longest_first", return_attention_mask=False,
                              max_length=self.max_length - len(self.prefix_ids) - len(self.suffix_ids))
         return [self.prefix_ids + ids + self.suffix_ids for ids in enc["input_ids"]]
+
+
+class YesNoReranker(_YesNoPrompt, Reranker):
+    """transformers backend: one forward pass per pair, p(yes) from the last position's logits."""
+
+    name = "yes-no"
+
+    def __init__(self, path: str, *, batch_size: int = 8, device: str | None = None, dtype: str = "auto", **prompt):
+        self.torch, tokenizer, self.model, self.device = causal_lm_load(path, device=device, dtype=dtype,
+                                                                        purpose="the yes/no reranker")
+        self._prompt_setup(tokenizer, **prompt)
+        self.batch_size = int(batch_size)
+
+    @classmethod
+    def from_config(cls, *, path: str, base_model: str, config: dict) -> "YesNoReranker":
+        keys = (*_OPTIONS, "batch_size", "device", "dtype")
+        return cls(path or base_model, **{k: config[k] for k in keys if k in config})
 
     def score_pairs(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
         if not pairs:
@@ -82,3 +95,58 @@ class YesNoReranker(Reranker):
         del self.model
         if self.device.startswith("cuda"):
             self.torch.cuda.empty_cache()
+
+
+# The model card's vLLM code reads a missing answer token as log-probability -10.
+MISSING_LOGPROB = -10.0
+
+
+def yes_probability(logprobs: dict[int, float] | None, *, yes_id: int, no_id: int) -> float:
+    """p(yes) from the last position's top log-probabilities, as the model card's vLLM `compute_logits`."""
+    import math
+
+    logprobs = logprobs or {}
+    t = math.exp(logprobs.get(yes_id, MISSING_LOGPROB))
+    f = math.exp(logprobs.get(no_id, MISSING_LOGPROB))
+    return t / (t + f)
+
+
+class VLLMYesNoReranker(_YesNoPrompt, Reranker):
+    """vLLM backend (GPU hosts): one token, restricted to the two answers, logprobs 20, every pair of a call in one
+    `generate`, prefix caching (a query's prompts share the template's head). The prompt is the transformers
+    backend's token layout, so the two backends score the same text."""
+
+    name = "yes-no-vllm"
+    pairs_per_call = None
+    on_gpu = True
+
+    def __init__(self, path: str, *, gpu_memory_utilization: float = 0.8, tensor_parallel_size: int = 1,
+                 dtype: str = "auto", **prompt):
+        vllm = require("vllm", install="vllm (pip install -r requirements-gpu.txt, on a GPU host)",
+                       purpose="the vLLM yes/no backend")
+        transformers = require("transformers", install="transformers (requirements.txt)", purpose="the vLLM backend")
+        self._prompt_setup(transformers.AutoTokenizer.from_pretrained(path), **prompt)
+        self.llm = vllm.LLM(model=path, max_model_len=self.max_length, enable_prefix_caching=True, dtype=dtype,
+                            gpu_memory_utilization=gpu_memory_utilization, tensor_parallel_size=tensor_parallel_size)
+        self.sampling = vllm.SamplingParams(temperature=0, max_tokens=1, logprobs=20,
+                                            allowed_token_ids=[self.yes_id, self.no_id])
+
+    @classmethod
+    def from_config(cls, *, path: str, base_model: str, config: dict) -> "VLLMYesNoReranker":
+        keys = (*_OPTIONS, "gpu_memory_utilization", "tensor_parallel_size", "dtype")
+        return cls(path or base_model, **{k: config[k] for k in keys if k in config})
+
+    def score_pairs(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
+        from .causal_lm import vllm_logprobs
+
+        if not pairs:
+            return []
+        prompts = [{"prompt_token_ids": ids} for ids in self.input_ids(pairs)]
+        outs = self.llm.generate(prompts, self.sampling)
+        self.cost.add(calls=len(prompts), tokens_in=sum(len(p["prompt_token_ids"]) for p in prompts),
+                      tokens_out=len(outs))
+        return [yes_probability(vllm_logprobs(o.outputs[0].logprobs[-1]) if o.outputs and o.outputs[0].logprobs else None,
+                                yes_id=self.yes_id, no_id=self.no_id) for o in outs]
+
+    def close(self) -> None:
+        del self.llm

@@ -99,3 +99,68 @@ def test_answer_words_and_system_prompt_are_configurable(tmp_path):
     assert r.yes_id == r.tokenizer.convert_tokens_to_ids("apple")
     with pytest.raises(ValueError, match="not one token"):
         reranker_build("yes-no", path=path, config={"yes_token": "definitely-not-a-token"})
+
+
+# ---- the model card's vLLM `compute_logits` (same README), transcribed; `model.generate` is the stand-in's.
+def card_vllm_compute_logits(model, messages, sampling_params, true_token, false_token):
+    outputs = model.generate(messages, sampling_params, use_tqdm=False)
+    scores = []
+    for i in range(len(outputs)):
+        final_logits = outputs[i].outputs[0].logprobs[-1]
+        token_count = len(outputs[i].outputs[0].token_ids)  # noqa: F841 - as in the card
+        if true_token not in final_logits:
+            true_logit = -10
+        else:
+            true_logit = final_logits[true_token].logprob
+        if false_token not in final_logits:
+            false_logit = -10
+        else:
+            false_logit = final_logits[false_token].logprob
+        true_score = math.exp(true_logit)
+        false_score = math.exp(false_logit)
+        score = true_score / (true_score + false_score)
+        scores.append(score)
+    return scores
+# ---- end of the transcription
+
+
+def test_vllm_backend_settings_and_the_model_cards_vllm_rule(tmp_path, monkeypatch):
+    import sys
+    import types
+
+    path = tiny_lm.saved_model(tmp_path / "m")
+
+    class Lp:
+        def __init__(self, v):
+            self.logprob = v
+
+    answers = {}
+    mod = types.ModuleType("vllm")
+
+    class SamplingParams:
+        def __init__(self, **kw):
+            self.kw = kw
+
+    class LLM:
+        def __init__(self, **kw):
+            mod.llm_kwargs = kw
+
+        def generate(self, prompts, params, use_tqdm=True):
+            mod.calls.append((prompts, params.kw))
+            return [types.SimpleNamespace(outputs=[types.SimpleNamespace(token_ids=[1], logprobs=[answers[i]])])
+                    for i in range(len(prompts))]
+
+    mod.SamplingParams, mod.LLM, mod.calls = SamplingParams, LLM, []
+    monkeypatch.setitem(sys.modules, "vllm", mod)
+    r = reranker_build("yes-no", path=path, config={"backend": "vllm", "max_length": 400})
+    y, n = r.yes_id, r.no_id
+    answers.update({0: {y: Lp(-0.2), n: Lp(-1.9)}, 1: {n: Lp(-0.05)}, 2: {y: Lp(-3.0), n: Lp(-0.1), 7: Lp(-4.0)}})
+    pairs = [("q", "apple"), ("q", "pear"), ("q", "x")]
+    ours = r.score_pairs(pairs)
+    (prompts, kw), = mod.calls
+    assert kw == {"temperature": 0, "max_tokens": 1, "logprobs": 20, "allowed_token_ids": [y, n]}
+    assert mod.llm_kwargs["enable_prefix_caching"] is True and r.pairs_per_call is None and r.on_gpu
+    assert [p["prompt_token_ids"] for p in prompts] == r.input_ids(pairs)  # the transformers backend's tokens
+    theirs = card_vllm_compute_logits(LLM(), prompts, SamplingParams(), y, n)
+    assert ours == pytest.approx(theirs) and ours[1] == pytest.approx(math.exp(-10) / (math.exp(-10) + math.exp(-0.05)))
+    assert r.cost.as_dict() == {"calls": 3, "tokens_in": sum(len(p["prompt_token_ids"]) for p in prompts), "tokens_out": 3}
