@@ -50,6 +50,16 @@ def test_eval_run_of_each_strategy_records_its_cost(kind, tiny_path, scifact_sma
 
 
 @pytest.mark.django_db
+def test_run_page_shows_the_cost(reviewer_client, scifact_small, artifacts_dir):
+    bench = _bench(scifact_small)
+    bm25 = services.reranker_model_register(name="bm25", kind=RerankerModel.Kind.BM25)
+    run = services.eval_run_create(benchmark=bench, model=bm25, top_k=5, params={"smoke": True}, enqueue=False)
+    services.eval_run_execute(run_id=run.pk)
+    html = reviewer_client.get(reverse("evaluation:run_detail", args=[run.pk])).content.decode()
+    assert "Cost: 0 model calls, 0 tokens in, 0 out" in html and "for 12 queries" in html and "badge smoke" in html
+
+
+@pytest.mark.django_db
 def test_a_price_gives_dollars_and_a_bad_price_is_refused(tiny_path, scifact_small, artifacts_dir):
     bench = _bench(scifact_small)
     price = {"input_per_million": 2.0, "output_per_million": 8.0}
