@@ -147,3 +147,39 @@ def test_the_smoke_flag_from_the_api_and_the_command(admin_client, scifact_small
     latest = EvalRun.objects.latest("id")
     assert latest.params["smoke"] is True and latest.status == "succeeded"
 
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("kind,feed", [("insertrank", "list+scores"), ("setwise", "list")])
+def test_list_feeds_hand_one_query_at_a_time_with_first_stage_scores_when_asked(kind, feed, scifact_small,
+                                                                                 artifacts_dir, monkeypatch):
+    """The contract the listwise families build on: `list` -> score(query, passages); `list+scores` -> the same
+    with the first stage's scores of those passages, in their order."""
+    import evaluation.rerankers as registry
+    from evaluation.rerankers import Reranker
+
+    seen = []
+
+    class Fake(Reranker):
+        def score(self, query, docs, **kw):
+            seen.append((query, len(docs), kw))
+            self.cost.add(calls=1, tokens_in=10, tokens_out=2)
+            return [float(len(docs) - i) for i in range(len(docs))]  # keep the first stage's order
+
+    assert registry.strategy_get(kind).feed == feed
+    monkeypatch.setattr(registry, "strategy_available", lambda k, backend=None: True)
+    monkeypatch.setattr(registry, "reranker_for_model", lambda model: Fake())
+    bench = _bench(scifact_small)
+    model = services.reranker_model_register(name=f"fake-{kind}", kind=kind, path="m")
+    run = services.eval_run_create(benchmark=bench, model=model, top_k=4, enqueue=False)
+    services.eval_run_execute(run_id=run.pk)
+    run.refresh_from_db()
+    assert run.status == "succeeded", run.error
+    assert len(seen) == 12 and all(n == 4 for _, n, _ in seen)
+    first = services.first_stage_run(benchmark=bench, first_stage="bm25", top_k=4, queries=services._queries(bench))
+    if feed == "list+scores":
+        q0 = services._queries(bench)[0]
+        assert seen[0][2] == {"first_stage_scores": list(first[q0["qid"]].values())}
+    else:
+        assert all(kw == {} for _, _, kw in seen)
+    assert run.params["cost"] == {**run.params["cost"], "calls": 12, "tokens_in": 120, "tokens_out": 24}
