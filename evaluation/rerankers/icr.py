@@ -131,7 +131,8 @@ class ICRReranker(Reranker):
             placed = []
             for idx, na_span in zip(token_spans, na_spans):
                 na_idx = self._span_tokens(na_offsets, na_span)
-                assert na_idx == idx, "the passages precede the query: same tokens under both queries"
+                if na_idx != idx:  # the passages precede the query, so both prompts tokenize them alike
+                    raise ValueError("ICR: a passage tokenized differently under the calibration query")
                 placed.append(icr_calibrated(attn[idx], na_attn[na_idx]))
         scores = [0.0] * len(docs)
         for pos, i in enumerate(order):
