@@ -6,6 +6,8 @@ from django.db import models
 
 from limrank_app.jobs import JobState
 
+from .rerankers import kind_choices
+
 
 class Benchmark(models.Model):
     class Format(models.TextChoices):
@@ -70,11 +72,10 @@ class Qrel(models.Model):
 
 
 class RerankerModel(models.Model):
-    class Kind(models.TextChoices):
-        BM25 = "bm25", "BM25 (first stage)"
-        CROSS_ENCODER = "cross-encoder", "Cross-encoder"
-        CAUSAL_LM = "causal-lm", "Pointwise causal LM (true/false)"
-        LISTWISE = "listwise", "Listwise sliding window"
+    # One member per strategy of the reranker table (evaluation.rerankers.STRATEGIES), plus BM25:
+    # Kind.CAUSAL_LM == "causal-lm", Kind.YES_NO == "yes-no", ...
+    Kind = models.TextChoices("Kind", [(value.upper().replace("-", "_"), (value, label))
+                                       for value, label in kind_choices()])
 
     name = models.CharField(max_length=200, unique=True)
     kind = models.CharField(max_length=16, choices=Kind.choices)

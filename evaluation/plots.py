@@ -41,3 +41,39 @@ def leaderboard_bar_svg(*, title: str, entries: list[tuple[str, float, str]]) ->
         _CACHE.clear()
     _CACHE[key] = svg
     return svg
+
+
+def cost_scatter_svg(*, title: str, xlabel: str, points: list[tuple[str, float, float]]) -> str:
+    """Quality against cost: one labelled point per row (x: cost per query, log scale when it spans a decade)."""
+    key = hashlib.sha256(repr(("cost", title, xlabel, points)).encode()).hexdigest()
+    if key in _CACHE:
+        return _CACHE[key]
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6.4, 4.2))
+    ax = fig.subplots()
+    xs, ys = [p[1] for p in points], [p[2] for p in points]
+    ax.scatter(xs, ys, color="#2b6cb0", edgecolor="#1a365d", zorder=3)
+    for label, x, y in points:
+        ax.annotate(label, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    positive = [x for x in xs if x > 0]
+    if positive and len(positive) == len(xs) and max(positive) / min(positive) >= 10:
+        ax.set_xscale("log")
+    ax.set_xlabel(xlabel, fontsize=9)
+    ax.set_ylabel("nDCG@10 (%)", fontsize=9)
+    ax.set_title(title, fontsize=10)
+    ax.grid(True, alpha=0.3)
+    ax.tick_params(labelsize=8)
+    ax.margins(x=0.2, y=0.15)
+    fig.tight_layout()
+    buf = io.StringIO()
+    fig.savefig(buf, format="svg")
+    svg = buf.getvalue()
+    svg = svg[svg.find("<svg"):]
+    if len(_CACHE) > 64:
+        _CACHE.clear()
+    _CACHE[key] = svg
+    return svg

@@ -81,9 +81,10 @@ def _columns(benchmarks: list[Benchmark], references: list[ReferenceResult]) -> 
     return cols
 
 
-def leaderboard(*, sort: str = "", descending: bool = True) -> dict:
+def leaderboard(*, sort: str = "", descending: bool = True, include_smoke: bool = False) -> dict:
     """Models x benchmarks. Measured cells (percent) link to their eval run; reported rows carry their citation.
-    The latest succeeded run per (model, first stage, depth, benchmark) fills a cell."""
+    The latest succeeded run per (model, first stage, depth, benchmark) fills a cell. Smoke runs (tiny test models,
+    or runs marked `smoke`) are left out unless `include_smoke`."""
     benchmarks = list(Benchmark.objects.order_by("group", "name"))
     references = list(ReferenceResult.objects.order_by("system", "benchmark"))
     columns = _columns(benchmarks, references)
@@ -92,7 +93,7 @@ def leaderboard(*, sort: str = "", descending: bool = True) -> dict:
     runs = EvalRun.objects.filter(status=JobStatus.SUCCEEDED).select_related("model", "benchmark").order_by("id")
     for run in runs:
         col = col_by_bench.get(run.benchmark_id)
-        if col is None:
+        if col is None or (run.params.get("smoke") and not include_smoke):
             continue
         value = run.metrics.get(col["metric"])
         if value is None:
@@ -105,8 +106,11 @@ def leaderboard(*, sort: str = "", descending: bool = True) -> dict:
             label = run.model.name
             stage = f"{'BM25' if run.first_stage == 'bm25' else run.first_stage} top {run.top_k}"
         row = rows.setdefault(key, {"kind": "measured", "label": label, "first_stage": stage, "cells": {},
-                                    "model_kind": run.model.get_kind_display(), "citation": "", "url": ""})
+                                    "model_kind": run.model.get_kind_display(), "citation": "", "url": "",
+                                    "smoke": False, "runs": {}})
         row["cells"][col["key"]] = {"value": 100 * value, "run_id": run.pk}
+        row["runs"][run.benchmark_id] = run  # the latest per benchmark (runs come in id order)
+        row["smoke"] = row["smoke"] or bool(run.params.get("smoke"))
     for ref in references:
         key = ("reported", ref.system)
         row = rows.setdefault(key, {"kind": "reported", "label": ref.system, "first_stage": ref.first_stage,
@@ -149,3 +153,35 @@ def leaderboard_plots(board: dict) -> list[dict]:
             plots.append({"key": col["key"], "title": f"{col['label']} · {col['metric_label']}",
                           "svg": leaderboard_bar_svg(title=f"{col['label']} ({col['metric_label']})", entries=entries)})
     return plots
+
+
+COST_AXES = {
+    "seconds": ("seconds", "seconds per query"),
+    "tokens": ("tokens", "tokens (in + out) per query"),
+    "gpu_seconds": ("gpu_seconds", "GPU-seconds per query"),
+    "dollars": ("dollars", "dollars per query"),
+}
+
+
+def leaderboard_cost_points(board: dict, *, axis: str = "seconds") -> list[dict]:
+    """One point per measured row: nDCG@10 (mean over the row's benchmarks whose run has it) against the row's cost
+    per query (its runs' totals over their queries). Rows whose runs recorded no cost, or none of this axis, are
+    left out."""
+    field = COST_AXES[axis][0]
+    points = []
+    for row in board["rows"]:
+        if row["kind"] != "measured":
+            continue
+        ndcg, total, queries = [], 0.0, 0
+        for run in row["runs"].values():
+            cost = run.params.get("cost") or {}
+            value = cost.get("tokens_in", 0) + cost.get("tokens_out", 0) if field == "tokens" else cost.get(field)
+            if run.metrics.get("ndcg_cut_10") is None or value is None or not cost.get("queries"):
+                continue
+            ndcg.append(run.metrics["ndcg_cut_10"])
+            total += float(value)
+            queries += int(cost["queries"])
+        if ndcg and queries:
+            points.append({"label": row["label"], "ndcg_10": 100 * fmean(ndcg), "cost": total / queries,
+                           "smoke": row["smoke"], "runs": len(ndcg), "model_kind": row["model_kind"]})
+    return sorted(points, key=lambda p: p["cost"])

@@ -21,7 +21,7 @@ from .first_stage import BM25_PARAMS, bm25_retrieve
 from .metrics import evaluate, p_mrr, run_drop_excluded, run_top_k
 from .models import Benchmark, BenchmarkDocument, BenchmarkQuery, EvalQueryResult, EvalRun, Qrel, ReferenceResult, RerankerModel
 from .reference_figures import reference_rows
-from .rerankers import POINTWISE_KINDS, reranker_for_model
+from .rerankers import reranker_for_model, strategy_available, strategy_get
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +33,31 @@ _BATCH = 2000
 
 class EvaluationError(ValueError):
     """A request the evaluation services refuse, with the reason."""
+
+
+# A reranker with fewer parameters than this is a test model (the tiny ones the tests build have thousands): its
+# runs are smoke runs, kept off the leaderboard unless asked for.
+SMOKE_MAX_PARAMETERS = 5_000_000
+
+
+def eval_run_cost(*, counts: dict, seconds: float, gpu_seconds: float, queries: int, price: dict | None) -> dict:
+    """What a run spent, in total and per query: model calls, tokens in and out, seconds, GPU-seconds and dollars
+    when the model's config gives a price (`price`: input_per_million, output_per_million, gpu_hour)."""
+    cost = {"calls": int(counts.get("calls", 0)), "tokens_in": int(counts.get("tokens_in", 0)),
+            "tokens_out": int(counts.get("tokens_out", 0)), "seconds": round(seconds, 3),
+            "gpu_seconds": round(gpu_seconds, 3), "queries": int(queries)}
+    if price:
+        try:
+            cost["dollars"] = round(cost["tokens_in"] * float(price.get("input_per_million", 0)) / 1e6
+                                    + cost["tokens_out"] * float(price.get("output_per_million", 0)) / 1e6
+                                    + gpu_seconds * float(price.get("gpu_hour", 0)) / 3600, 6)
+        except (TypeError, ValueError, AttributeError) as exc:
+            raise EvaluationError(f"model config 'price' must map input_per_million / output_per_million / "
+                                  f"gpu_hour to numbers: {exc}") from exc
+    if queries:
+        cost["per_query"] = {k: round(cost[k] / queries, 6) for k in
+                             ("calls", "tokens_in", "tokens_out", "seconds", "gpu_seconds", "dollars") if k in cost}
+    return cost
 
 
 # ---------------------------------------------------------------- storage paths
@@ -237,8 +262,21 @@ def eval_run_create(*, benchmark: Benchmark, model: RerankerModel, first_stage: 
     if model.kind != RerankerModel.Kind.BM25 and not benchmark.n_documents:
         raise EvaluationError(f"{benchmark.name} has no documents: a reranker needs their texts")
     eval_task_prompt(benchmark=benchmark, model_kind=model.kind, params=params or {})  # a bad task name: 4xx now
+    if model.kind != RerankerModel.Kind.BM25:
+        backend = (model.config or {}).get("backend")
+        if backend and backend not in strategy_get(model.kind).backends:
+            raise EvaluationError(f"model {model.name!r}: backend {backend!r} is not one of "
+                                  f"{', '.join(strategy_get(model.kind).backends)} for {model.kind}")
+        if not strategy_available(model.kind, backend):
+            raise EvaluationError(f"reranker family {strategy_get(model.kind).family!r} is not available in this build")
+    eval_run_cost(counts={}, seconds=0.0, gpu_seconds=0.0, queries=0, price=(model.config or {}).get("price"))  # a bad price: 4xx now
+    params = dict(params or {})
+    if params.get("smoke") or (model.config or {}).get("smoke"):
+        params["smoke"] = True  # asked for: kept off the leaderboard unless asked for (?smoke=1)
+    else:
+        params.pop("smoke", None)
     run = EvalRun.objects.create(benchmark=benchmark, model=model, first_stage=first_stage, top_k=int(top_k),
-                                 params=params or {}, created_by=created_by)
+                                 params=params, created_by=created_by)
     if enqueue:
         job_enqueue_on_commit(EvalRun, pk=run.pk)
     return run
@@ -379,6 +417,7 @@ def _execute(run: EvalRun, *, on_progress=None) -> None:
         job_progress(run, done=total, total=total)
         if on_progress:
             on_progress(total, total)
+        cost = eval_run_cost(counts={}, seconds=first_stage_seconds, gpu_seconds=0.0, queries=total, price=None)
     else:
         workdir = eval_run_dir(run)
         workdir.mkdir(parents=True, exist_ok=True)
@@ -402,7 +441,14 @@ def _execute(run: EvalRun, *, on_progress=None) -> None:
         pending = [(side, q, list(candidates.get(q["qid"], {}))) for side in sides for q in queries
                    if q["qid"] not in runs[side]]
         reranker = reranker_for_model(model)
-        pointwise = model.kind in POINTWISE_KINDS
+        n_parameters = reranker.n_parameters
+        if n_parameters is not None:
+            params["n_parameters"] = n_parameters
+            if n_parameters < SMOKE_MAX_PARAMETERS:
+                params["smoke"] = True
+        done_before = done
+        feed = strategy_get(model.kind).feed
+        pointwise = feed == "pairs"
         # Pairs per backend call (the reranker's own choice unless the run's params set one): progress and the
         # checkpoint advance per call; a listwise reranker ranks one query's list per call.
         size = params.get("chunk_pairs") or reranker.pairs_per_call
@@ -416,9 +462,17 @@ def _execute(run: EvalRun, *, on_progress=None) -> None:
                     if pointwise:
                         pairs = [(qt, texts.get(d, "")) for qt, (_, _, docids) in zip(queries_of, chunk) for d in docids]
                         flat = reranker.score_pairs(pairs) if pairs else []
-                    else:  # listwise: one query's list at a time
-                        flat = [s for qt, (_, _, docids) in zip(queries_of, chunk)
-                                for s in (reranker.score(qt, [texts.get(d, "") for d in docids]) if docids else [])]
+                    else:  # listwise, setwise, ICR: one query's list at a time
+                        flat = []
+                        for qt, (_, q, docids) in zip(queries_of, chunk):
+                            if not docids:
+                                continue
+                            passages = [texts.get(d, "") for d in docids]
+                            if feed == "list+scores":  # InsertRank: the first stage's scores go in the prompt
+                                first = candidates.get(q["qid"], {})
+                                flat.extend(reranker.score(qt, passages, first_stage_scores=[first[d] for d in docids]))
+                            else:
+                                flat.extend(reranker.score(qt, passages))
                     at = 0
                     for side, q, docids in chunk:
                         runs[side][q["qid"]] = dict(zip(docids, flat[at:at + len(docids)]))
@@ -436,6 +490,10 @@ def _execute(run: EvalRun, *, on_progress=None) -> None:
         elapsed = time.perf_counter() - rerank_started
         params.update(rerank_seconds=round(elapsed, 3), pairs_scored=n_pairs,
                       pairs_per_second=round(n_pairs / elapsed, 2) if elapsed and n_pairs else None)
+        # The queries this attempt scored (a resumed run's earlier ones were paid for by the lost attempt).
+        cost = eval_run_cost(counts=reranker.cost.as_dict(), seconds=elapsed + first_stage_seconds,
+                             gpu_seconds=elapsed if reranker.on_gpu else 0.0, queries=done - done_before,
+                             price=(model.config or {}).get("price"))
 
     excluded = {q["qid"]: q["excluded_ids"] for q in queries if q["excluded_ids"]}
     og_qrels = _qrels(bench, "og")
@@ -449,6 +507,9 @@ def _execute(run: EvalRun, *, on_progress=None) -> None:
         for qid, value in pq.items():
             per_query.setdefault(qid, {})["p_mrr"] = value
     aggregate["n_queries_scored"] = len(per_query)
+    params["cost"] = cost
+    for key, value in cost.get("per_query", {}).items():
+        aggregate[f"cost_{key}_per_query"] = value
 
     workdir = eval_run_dir(run)
     workdir.mkdir(parents=True, exist_ok=True)

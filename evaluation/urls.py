@@ -5,6 +5,7 @@ from . import views
 app_name = "evaluation"
 urlpatterns = [
     path("leaderboard/", views.leaderboard, name="leaderboard"),
+    path("leaderboard/cost/", views.leaderboard_cost, name="leaderboard_cost"),
     path("benchmarks/", views.benchmark_list, name="benchmark_list"),
     path("benchmarks/import/", views.benchmark_import, name="benchmark_import"),
     path("runs/", views.eval_run_list, name="run_list"),

@@ -19,14 +19,35 @@ from .benchmarks import BenchmarkFormatError
 from .forms import BenchmarkImportForm, EvalRunForm
 from .metrics import metric_label, run_format, run_format_score_json
 from .models import Benchmark, EvalRun
+from .plots import cost_scatter_svg
 
 
 @reviewer_required
 def leaderboard(request):
     sort = request.GET.get("sort", "")
     descending = request.GET.get("dir", "desc") != "asc"
-    board = selectors.leaderboard(sort=sort, descending=descending)
-    return render(request, "evaluation/leaderboard.html", {"board": board, "plots": selectors.leaderboard_plots(board)})
+    smoke = request.GET.get("smoke") == "1"
+    board = selectors.leaderboard(sort=sort, descending=descending, include_smoke=smoke)
+    return render(request, "evaluation/leaderboard.html",
+                  {"board": board, "plots": selectors.leaderboard_plots(board), "smoke": smoke})
+
+
+@reviewer_required
+def leaderboard_cost(request):
+    """nDCG@10 against cost per query, one point per measured row (?cost=seconds|tokens|gpu_seconds|dollars)."""
+    axis = request.GET.get("cost", "seconds")
+    if axis not in selectors.COST_AXES:
+        return render(request, "evaluation/leaderboard_cost.html",
+                      {"error": f"unknown cost axis {axis!r}: one of {', '.join(selectors.COST_AXES)}",
+                       "axes": selectors.COST_AXES, "axis": "seconds"}, status=400)
+    smoke = request.GET.get("smoke") == "1"
+    board = selectors.leaderboard(include_smoke=smoke)
+    points = selectors.leaderboard_cost_points(board, axis=axis)
+    xlabel = selectors.COST_AXES[axis][1]
+    svg = cost_scatter_svg(title=f"Quality against cost ({xlabel})", xlabel=xlabel,
+                           points=[(p["label"], p["cost"], p["ndcg_10"]) for p in points]) if points else ""
+    return render(request, "evaluation/leaderboard_cost.html",
+                  {"points": points, "svg": svg, "axis": axis, "axes": selectors.COST_AXES, "smoke": smoke})
 
 
 @reviewer_required

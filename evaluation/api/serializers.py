@@ -50,6 +50,7 @@ class EvalRunCreateSerializer(serializers.Serializer):
     model = serializers.PrimaryKeyRelatedField(queryset=RerankerModel.objects.all())
     first_stage = serializers.CharField(default="bm25", max_length=64)
     top_k = serializers.IntegerField(default=100, min_value=1, max_value=1000)
+    smoke = serializers.BooleanField(default=False, help_text="a smoke run: kept off the leaderboard unless asked for")
 
 
 class EvalQueryResultSerializer(serializers.ModelSerializer):

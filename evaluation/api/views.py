@@ -138,7 +138,9 @@ class EvalRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Cr
         inp = s.EvalRunCreateSerializer(data=request.data)
         inp.is_valid(raise_exception=True)
         try:
-            run = services.eval_run_create(**inp.validated_data, created_by=request.user)
+            data = dict(inp.validated_data)
+            params = {"smoke": True} if data.pop("smoke", False) else {}
+            run = services.eval_run_create(**data, params=params, created_by=request.user)
         except services.EvaluationError as exc:
             return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
         return Response(s.EvalRunSerializer(run).data, status=status.HTTP_201_CREATED)
@@ -190,10 +192,13 @@ class LeaderboardView(APIView):
     permission_classes = [IsReviewer]
 
     @extend_schema(responses={200: dict}, parameters=[OpenApiParameter("sort", str, required=False),
-                                                       OpenApiParameter("dir", str, enum=["asc", "desc"], required=False)])
+                                                       OpenApiParameter("dir", str, enum=["asc", "desc"], required=False),
+                                                       OpenApiParameter("smoke", str, enum=["1"], required=False)])
     def get(self, request):
         board = selectors.leaderboard(sort=request.query_params.get("sort", ""),
-                                      descending=request.query_params.get("dir", "desc") != "asc")
+                                      descending=request.query_params.get("dir", "desc") != "asc",
+                                      include_smoke=request.query_params.get("smoke") == "1")
         columns = [{k: c[k] for k in ("key", "label", "group", "metric", "is_avg")} for c in board["columns"]]
-        rows = [{k: r[k] for k in ("kind", "label", "first_stage", "citation", "url", "cells")} for r in board["rows"]]
+        rows = [{**{k: r[k] for k in ("kind", "label", "first_stage", "citation", "url", "cells")},
+                 "smoke": r.get("smoke", False)} for r in board["rows"]]
         return Response({"columns": columns, "rows": rows})

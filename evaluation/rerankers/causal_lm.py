@@ -59,10 +59,24 @@ class CausalLMReranker(Reranker):
         self.model = model.to(self.device).eval()
         self.max_new_tokens, self.batch_size, self.context_size = max_new_tokens, batch_size, max_length
 
+    @classmethod
+    def from_config(cls, *, path: str, base_model: str, config: dict) -> "CausalLMReranker":
+        keep = {k: config[k] for k in ("mode", "max_new_tokens", "batch_size", "max_length", "device", "dtype")
+                if k in config}
+        return cls(path or base_model, base_model=base_model if path else "", **keep)
+
     def score_pairs(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
-        return causal_lm_score_pairs(self.model, self.tokenizer, list(pairs), mode=self.mode,
-                                     max_new_tokens=self.max_new_tokens, context_size=self.context_size,
-                                     batch_size=self.batch_size)
+        details = causal_lm_score_pairs(self.model, self.tokenizer, list(pairs), mode=self.mode,
+                                        max_new_tokens=self.max_new_tokens, context_size=self.context_size,
+                                        batch_size=self.batch_size, return_details=True)
+        # Cost: each pair's prompt (as the backend cuts it) and what it wrote (its text re-encoded: the backend does
+        # not return the written ids); a forced answer is one more call.
+        prompts = [protocol.pointwise_prompt(q, p) for q, p in pairs]
+        n_in = sum(len(ids) for ids in _prompt_ids(self.tokenizer, prompts, self.context_size - 1))
+        n_out = sum(len(self.tokenizer.encode(d["text"], add_special_tokens=False)) for d in details if d["text"])
+        forced = sum(1 for d in details if d["how"] == "forced")
+        self.cost.add(calls=len(pairs) + forced, tokens_in=n_in, tokens_out=n_out)
+        return [d["score"] for d in details]
 
     def close(self) -> None:
         del self.model
@@ -119,17 +133,33 @@ class VLLMCausalLMReranker(Reranker):
         self.forced = vllm.SamplingParams(temperature=0, max_tokens=1, logprobs=protocol.TOP_LOGPROBS,
                                           allowed_token_ids=[self.true_id, self.false_id], skip_special_tokens=False)
 
+    @classmethod
+    def from_config(cls, *, path: str, base_model: str, config: dict) -> "VLLMCausalLMReranker":
+        keep = {k: config[k] for k in ("mode", "max_new_tokens", "max_length", "gpu_memory_utilization",
+                                       "tensor_parallel_size") if k in config}
+        return cls(path or base_model, base_model=base_model, **keep)
+
+    on_gpu = True
+
+    def _count(self, prompts: list[dict], outs) -> None:
+        self.cost.add(calls=len(prompts), tokens_in=sum(len(p["prompt_token_ids"]) for p in prompts),
+                      tokens_out=sum(len(getattr(o.outputs[0], "token_ids", None) or ()) for o in outs if o.outputs))
+
     def _token_prompts(self, texts: list[str], limit: int) -> list[dict]:
         return [{"prompt_token_ids": ids} for ids in _prompt_ids(self.tokenizer, texts, limit)]
 
     def _generate(self, texts: list[str]) -> list[protocol.Generation]:
-        outs = self.llm.generate(self._token_prompts(texts, self.context_size - 1), self.sampling, lora_request=self.lora)
+        prompts = self._token_prompts(texts, self.context_size - 1)
+        outs = self.llm.generate(prompts, self.sampling, lora_request=self.lora)
+        self._count(prompts, outs)
         return [protocol.Generation(text=o.outputs[0].text,
                                     last_logprobs=vllm_logprobs(o.outputs[0].logprobs[-1]) if o.outputs[0].logprobs else None)
                 for o in outs]
 
     def _force(self, texts: list[str]) -> list[dict[int, float] | None]:
-        outs = self.llm.generate(self._token_prompts(texts, self.context_size - 1), self.forced, lora_request=self.lora)
+        prompts = self._token_prompts(texts, self.context_size - 1)
+        outs = self.llm.generate(prompts, self.forced, lora_request=self.lora)
+        self._count(prompts, outs)
         return [vllm_logprobs(o.outputs[0].logprobs[-1]) if o.outputs and o.outputs[0].logprobs else None for o in outs]
 
     def score_pairs(self, pairs: Sequence[tuple[str, str]]) -> list[float]:

@@ -35,6 +35,7 @@ class CrossEncoderReranker(Reranker):
                 enc = self.tokenizer([pairs[i][0] for i in idx], [pairs[i][1] for i in idx], padding=True,
                                      truncation="longest_first", max_length=self.max_length, return_tensors="pt").to(self.device)
                 values = self._logit(self.model(**enc).logits.float()).tolist()
+                self.cost.add(calls=len(idx), tokens_in=int(enc["attention_mask"].sum()))
                 for i, v in zip(idx, values):
                     scores[i] = float(v)
         return scores

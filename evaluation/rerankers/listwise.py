@@ -6,6 +6,8 @@ from __future__ import annotations
 import re
 from typing import Sequence
 
+from django.conf import settings
+
 from .base import Reranker, require
 
 SYSTEM = "You are RankGPT, an intelligent assistant that can rank passages based on their relevancy to the query."
@@ -69,10 +71,23 @@ class ListwiseReranker(Reranker):
         self.window, self.step, self.max_tokens, self.temperature = window, step, max_tokens, temperature
         self.calls = 0
 
+    @classmethod
+    def from_config(cls, *, path: str, base_model: str, config: dict) -> "ListwiseReranker":
+        return cls(
+            model=config.get("model") or path or settings.LIMRANK_REASONER_MODEL,
+            base_url=config.get("base_url") or settings.LIMRANK_REASONER_BASE_URL,
+            api_key=settings.LIMRANK_REASONER_API_KEY,  # keys stay in the environment, never in model rows
+            window=int(config.get("window", 20)), step=int(config.get("step", 10)),
+            timeout=settings.LIMRANK_LLM_TIMEOUT, max_retries=settings.LIMRANK_LLM_MAX_RETRIES,
+        )
+
     def _permute(self, query: str, passages: Sequence[str]) -> list[int]:
         resp = self.client.chat.completions.create(model=self.model, messages=listwise_messages(query, passages),
                                                    temperature=self.temperature, max_tokens=self.max_tokens)
         self.calls += 1
+        usage = getattr(resp, "usage", None)  # OpenAI-compatible servers report the tokens they billed
+        self.cost.add(calls=1, tokens_in=getattr(usage, "prompt_tokens", 0) or 0,
+                      tokens_out=getattr(usage, "completion_tokens", 0) or 0)
         return permutation_parse(resp.choices[0].message.content or "", len(passages))
 
     def order(self, query: str, docs: Sequence[str]) -> list[int]:

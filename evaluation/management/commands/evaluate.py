@@ -36,6 +36,9 @@ class Command(BaseCommand):
         parser.add_argument("--task", help="causal LM: the reference task whose prompt to use, when the benchmark's "
                                            "name is not one (e.g. SciFact, BrightRetrieval)")
         parser.add_argument("--subtask", help="with --task BrightRetrieval: biology, leetcode, ...")
+        parser.add_argument("--smoke", action="store_true",
+                            help="mark the run as a smoke run (kept off the leaderboard unless asked for); runs of "
+                                 "tiny test models are marked without it")
 
     def handle(self, *args, **o):
         if o["model"] == "bm25":
@@ -66,7 +69,7 @@ class Command(BaseCommand):
             self.stdout.write(f"first stage {first_stage!r} attached to {benches[0].name} from {stage_file}")
         for bench in benches:
             try:
-                params = {k: o[k] for k in ("no_prompt", "task", "subtask") if o[k]}
+                params = {k: o[k] for k in ("no_prompt", "task", "subtask", "smoke") if o[k]}
                 run = eval_run_create(benchmark=bench, model=model, first_stage=first_stage, top_k=o["top_k"],
                                       params=params, enqueue=not o["foreground"])
             except EvaluationError as exc:
