@@ -59,7 +59,7 @@ STRATEGIES: tuple[Strategy, ...] = (
              "Qwen3-Reranker (Zhang et al., 2025, arXiv 2506.05176); ProRank; Prism-Reranker",
              {"transformers": "yes_no:YesNoReranker"}, "tokens in per pair (one forward pass)"),
     Strategy("erank", "erank", "Pointwise integer relevance (expected score)",
-             "ERank (2025)",
+             "ERank (Cai et al., 2025, arXiv 2509.00520)",
              {"transformers": "erank:ERankReranker"}, "tokens in per pair (+ reasoning tokens out)"),
     Strategy("setwise", "setwise", "Setwise selection (Rank-R1)",
              "Setwise (Zhuang et al., SIGIR 2024); Rank-R1 (Zhuang et al., 2025)",

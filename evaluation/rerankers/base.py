@@ -77,3 +77,38 @@ class Reranker:
 
     def close(self) -> None:
         """Free model memory (workers run one eval after another)."""
+
+
+def causal_lm_load(path: str, *, device: str | None = None, dtype: str = "auto", attn_implementation: str | None = None,
+                   purpose: str = "a causal-LM reranker"):
+    """(torch, tokenizer, model, device) for the transformers rerankers that read a causal LM's logits or attention
+    (yes/no, ERank, ICR): left padding, a pad token, bfloat16 on a GPU and float32 on a CPU unless `dtype` says."""
+    torch = require("torch", install="torch (requirements.txt)", purpose=purpose)
+    transformers = require("transformers", install="transformers (requirements.txt)", purpose=purpose)
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    torch_dtype = (torch.bfloat16 if device.startswith("cuda") else torch.float32) if dtype == "auto" else getattr(torch, dtype)
+    tokenizer = transformers.AutoTokenizer.from_pretrained(path)
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    kwargs = {"dtype": torch_dtype}
+    if attn_implementation:
+        kwargs["attn_implementation"] = attn_implementation
+    model = transformers.AutoModelForCausalLM.from_pretrained(path, **kwargs).to(device).eval()
+    return torch, tokenizer, model, device
+
+
+def last_logprobs(torch, model, tokenizer, id_lists: Sequence[list[int]], *, batch_size: int, device: str):
+    """Log-softmax over the vocabulary at the last position of each token-id list, left-padded batches of similar
+    lengths (the order of the input is kept in the output)."""
+    order = sorted(range(len(id_lists)), key=lambda i: len(id_lists[i]))
+    out = [None] * len(id_lists)
+    with torch.inference_mode():
+        for start in range(0, len(order), batch_size):
+            idx = order[start:start + batch_size]
+            batch = tokenizer.pad({"input_ids": [list(id_lists[i]) for i in idx]}, padding=True, return_tensors="pt")
+            logits = model(input_ids=batch["input_ids"].to(device),
+                           attention_mask=batch["attention_mask"].to(device)).logits[:, -1, :].float()
+            for i, row in zip(idx, torch.log_softmax(logits, dim=-1)):
+                out[i] = row.cpu()
+    return out
