@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Sequence
 
-from .base import require
+from .base import causal_lm_load, require
 from .listwise import SlidingWindowReranker, fix_text
 
 ALPH_START_IDX = ord("A") - 1
@@ -58,14 +58,12 @@ class FirstReranker(SlidingWindowReranker):
                  model=None, tokenizer=None):
         if not 1 <= window <= 26 or not 1 <= step <= window:
             raise ValueError(f"FIRST window {window} / step {step}: identifiers are letters, so 1 <= step <= window <= 26")
-        torch = require("torch", install="torch (requirements.txt)", purpose="the FIRST reranker")
-        self.torch = torch
-        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         if model is None or tokenizer is None:
-            transformers = require("transformers", install="transformers (requirements.txt)", purpose="the FIRST reranker")
-            torch_dtype = (torch.bfloat16 if self.device.startswith("cuda") else torch.float32) if dtype == "auto" else getattr(torch, dtype)
-            tokenizer = tokenizer or transformers.AutoTokenizer.from_pretrained(path)
-            model = model or transformers.AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype)
+            self.torch, tokenizer, model, self.device = causal_lm_load(path, device=device, dtype=dtype,
+                                                                       purpose="the FIRST reranker")
+        else:  # a model built in memory (tests)
+            self.torch = require("torch", install="torch (requirements.txt)", purpose="the FIRST reranker")
+            self.device = device or ("cuda" if self.torch.cuda.is_available() else "cpu")
         if not getattr(tokenizer, "chat_template", None):
             raise ValueError(f"FIRST needs a chat model: the tokenizer of {path or 'the model'} has no chat template")
         self.model, self.tokenizer = model.to(self.device).eval(), tokenizer

@@ -16,7 +16,7 @@ import re
 from collections import Counter
 from typing import Sequence
 
-from .base import Reranker, require
+from .base import Reranker, causal_lm_load, require
 from .listwise import ChatBackend
 
 CHARACTERS = [f"[{i + 1}]" for i in range(20)]
@@ -52,12 +52,14 @@ class TransformersChat:
     `<think>` survives). Counts calls and tokens on the reranker's counter."""
 
     def __init__(self, path: str, *, max_new_tokens: int = 2048, device: str | None = None, model=None, tokenizer=None):
-        torch = require("torch", install="torch (requirements.txt)", purpose="a transformers reranker")
-        transformers = require("transformers", install="transformers (requirements.txt)", purpose="a transformers reranker")
-        self.torch = torch
-        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        self.tokenizer = tokenizer or transformers.AutoTokenizer.from_pretrained(path)
-        self.model = (model or transformers.AutoModelForCausalLM.from_pretrained(path)).to(self.device).eval()
+        if model is None or tokenizer is None:
+            self.torch, tokenizer, model, self.device = causal_lm_load(path, device=device, purpose="the setwise reranker")
+        else:  # a model built in memory (tests)
+            self.torch = require("torch", install="torch (requirements.txt)", purpose="the setwise reranker")
+            self.device = device or ("cuda" if self.torch.cuda.is_available() else "cpu")
+        if not getattr(tokenizer, "chat_template", None):
+            raise ValueError(f"setwise needs a chat model: the tokenizer of {path or 'the model'} has no chat template")
+        self.tokenizer, self.model = tokenizer, model.to(self.device).eval()
         self.max_new_tokens, self.cost = int(max_new_tokens), None
 
     def complete(self, messages: list[dict]) -> str:

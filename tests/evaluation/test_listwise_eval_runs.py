@@ -74,3 +74,24 @@ def test_real_worker_runs_an_insertrank_eval(broker_url, server, scifact_small, 
     assert run.progress_done == run.progress_total == 12 and run.claimed_by
     assert server.counts["purpose:insertrank"] == 12  # one window of 10 per query
     assert 0 < run.metrics["ndcg_cut_10"] <= 1
+
+
+@pytest.mark.django_db
+def test_first_eval_run_on_a_saved_tiny_model(scifact_small, artifacts_dir, tmp_path):
+    """FIRST's transformers backend through an eval run: a random tiny Qwen2 with a chat template, saved to a folder
+    the model row points at; every query's top 10 reranked (scores 10..1), one forward pass per query."""
+    from tests.evaluation.test_listwise_families import _chat_tokenizer
+    from training.tiny import tiny_qwen
+
+    tok = _chat_tokenizer()
+    tiny_qwen(tok, layers=1, max_positions=8192).save_pretrained(tmp_path / "first")
+    tok.save_pretrained(tmp_path / "first")
+    bench = services.benchmark_import_path(format="beir", path=scifact_small, name="sf")[0]
+    model = services.reranker_model_register(name="first-tiny", kind="first", path=str(tmp_path / "first"),
+                                             config={"max_words": 40, "device": "cpu"})
+    run = services.eval_run_create(benchmark=bench, model=model, top_k=10, enqueue=False)
+    services.eval_run_execute(run_id=run.pk)
+    run.refresh_from_db()
+    assert run.status == "succeeded", run.error
+    reranked = read_run(run.run_file)
+    assert len(reranked) == 12 and all(sorted(d.values()) == [float(i) for i in range(1, 11)] for d in reranked.values())

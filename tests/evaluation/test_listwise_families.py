@@ -320,6 +320,25 @@ def test_first_on_a_tiny_model_whose_logits_prefer_a_known_order():
     assert text.startswith("<|user|>\nYou are RankLLM") and text.endswith("<|assistant|>\n")
 
 
+def test_first_on_a_tiny_model_that_reads_the_passages():
+    """A scripted tiny Qwen2 whose next-token logit for letter X is 1 + the grade written in passage [X] of the
+    prompt it is given: FIRST must rank each window by content. Grades 0..24 for passages 0..24 -> the same
+    hand-checked merge as RankGPT's: 24..15, 4..0, 14..5."""
+    from tests.evaluation.tiny_lm import scripted
+
+    tok = _chat_tokenizer()
+    letter_ids = {chr(ord("A") + j): tok.convert_tokens_to_ids(chr(ord("A") + j)) for j in range(20)}
+
+    def logits_of(ids):
+        text = tok.decode(ids)
+        return {letter_ids[m.group(1)]: 1.0 + int(m.group(2))
+                for m in re.finditer(r"^\[([A-T])\] passage \d+ grade: (\d+)$", text, re.M)}
+
+    model = scripted(tok, logits_of)
+    first = FirstReranker(model=model, tokenizer=tok, device="cpu")
+    assert first.order("which passage", _graded(range(25))) == [*range(24, 14, -1), 4, 3, 2, 1, 0, *range(14, 4, -1)]
+
+
 def test_first_cuts_passages_to_fit_its_context():
     import torch
 
