@@ -229,7 +229,7 @@ def _rank_answer(prompt: str) -> tuple[str, str, str] | None:
         best = min(docs, key=lambda d: (-_relevance(query, d[1]), d[0]))[0]
         reasoning = f"Of the {len(docs)} documents, [{best}] answers the query best."
         return "setwise", reasoning, f"<answer>[{best}]</answer>"
-    if "Search Query:" not in prompt or "numerical identifier []" not in prompt:
+    if "Search Query:" not in prompt or "identifier []" not in prompt:
         return None
     query = _line(prompt, "Search Query").rstrip(".")
     docs = [(int(i), text) for i, text in _PASSAGE.findall(prompt)]

@@ -39,12 +39,7 @@ class InsertRankReranker(ListwiseReranker):
     name = "insertrank"
 
     def __init__(self, *, max_words: int = 300, **kw):
-        super().__init__(**kw)
-        self.max_words = int(max_words)
-
-    @classmethod
-    def config_options(cls) -> tuple[str, ...]:
-        return ("max_words",)
+        super().__init__(max_words=max_words, **kw)
 
     def score(self, query, docs, first_stage_scores=None):
         if first_stage_scores is None:

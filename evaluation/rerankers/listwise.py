@@ -13,16 +13,16 @@ from typing import Sequence
 from .base import CostCounter, Reranker, require
 
 SYSTEM = "You are RankGPT, an intelligent assistant that can rank passages based on their relevancy to the query."
-_ID = re.compile(r"\[(\d+)\]|\b(\d+)\b")
 
 
 def permutation_parse(text: str, n: int) -> list[int]:
-    """RankGPT's parsing: the identifiers in order of appearance ("[2] > [1] > [3]"), 1-based ->
-    0-based, out-of-range and repeated ones dropped, then the missing ones appended in their order."""
-    # Reasoning models think first; the ranking is what follows the reasoning.
+    """RankGPT's `clean_response` + `receive_permutation`: every run of digits is an identifier, in order of
+    appearance ("[2] > [1] > [3]"), 1-based -> 0-based, then `identifiers_complete`. As RankLLM does, a reasoning
+    model's ranking is what follows `</think>`."""
     if "</think>" in text:
         text = text.rsplit("</think>", 1)[1]
-    return identifiers_complete([int(m.group(1) or m.group(2)) - 1 for m in _ID.finditer(text)], n)
+    digits = "".join(c if c.isdigit() else " " for c in text).split()
+    return identifiers_complete([int(x) - 1 for x in digits], n)
 
 
 def identifiers_complete(picked: Sequence[int], n: int) -> list[int]:
@@ -132,31 +132,39 @@ class SlidingWindowReranker(Reranker):
         raise TypeError("a listwise reranker ranks a query's whole list: call score(query, docs)")
 
 
-def listwise_messages(query: str, passages: Sequence[str], *, max_chars: int = 1500) -> list[dict]:
-    n = len(passages)
-    body = "".join(f"[{i + 1}] {' '.join(p.split())[:max_chars]}\n" for i, p in enumerate(passages))
-    return [
+def rankgpt_messages(query: str, passages: Sequence[str], *, max_words: int = 300) -> list[dict]:
+    """RankGPT's `create_permutation_instruction` (sunnweiwei/RankGPT rank_gpt.py): a system prompt, the
+    instruction, then one user turn per passage, each acknowledged by the assistant, then the post prompt. Their
+    loop also shortens passages until tiktoken counts fit GPT's context; here passages are cut at `max_words`."""
+    num = len(passages)
+    messages = [
         {"role": "system", "content": SYSTEM},
-        {"role": "user", "content": (
-            f"I will provide you with {n} passages, each indicated by a numerical identifier []. "
-            f"Rank the passages based on their relevance to the search query: {query}.\n\n{body}\n"
-            f"Search Query: {query}.\nRank the {n} passages above based on their relevance to the search query. "
-            "All the passages should be included and listed using identifiers, in descending order of relevance. "
-            "The output format should be [] > [], e.g., [2] > [1]. Only respond with the ranking results, "
-            "do not say any word or explain.")},
+        {"role": "user", "content": f"I will provide you with {num} passages, each indicated by number identifier []. "
+                                    f"\nRank the passages based on their relevance to query: {query}."},
+        {"role": "assistant", "content": "Okay, please provide the passages."},
     ]
+    for rank, passage in enumerate(passages, 1):
+        content = " ".join(passage.replace("Title: Content: ", "").strip().split()[: int(max_words)])
+        messages.append({"role": "user", "content": f"[{rank}] {content}"})
+        messages.append({"role": "assistant", "content": f"Received passage [{rank}]."})
+    messages.append({"role": "user", "content": (
+        f"Search Query: {query}. \nRank the {num} passages above based on their relevance to the search query. "
+        "The passages should be listed in descending order using identifiers. The most relevant passages should be "
+        "listed first. The output format should be [] > [], e.g., [1] > [2]. Only response the ranking results, "
+        "do not say any word or explain.")})
+    return messages
 
 
 class ListwiseReranker(SlidingWindowReranker):
-    """RankGPT over an OpenAI-compatible chat endpoint. Subclasses change the prompt (`messages`) and the
-    parsing (`parse`); the window, the merge and the model call stay here."""
+    """RankGPT (Sun et al., EMNLP 2023) over an OpenAI-compatible chat endpoint. Subclasses change the prompt
+    (`messages`) and the parsing (`parse`); the window, the merge and the model call stay here."""
 
     name = "listwise"
     default_max_tokens = 4096
 
     def __init__(self, *, model: str, base_url: str = "", api_key: str = "", client=None, window: int = 20, step: int = 10,
                  max_tokens: int | None = None, temperature: float = 0.0, timeout: float = 120.0, max_retries: int = 4,
-                 backend: ChatBackend | None = None):
+                 backend: ChatBackend | None = None, max_words: int = 300):
         if window < 1 or not 1 <= step <= window:
             raise ValueError(f"window {window} / step {step}: need window >= 1 and 1 <= step <= window")
         self.window, self.step = int(window), int(step)
@@ -164,6 +172,7 @@ class ListwiseReranker(SlidingWindowReranker):
             model=model, base_url=base_url, api_key=api_key, client=client, timeout=timeout,
             max_tokens=max_tokens or self.default_max_tokens, temperature=temperature, max_retries=max_retries)
         self.backend.cost = self.cost  # every call is counted on the reranker's own counter
+        self.max_words = int(max_words)
 
     @classmethod
     def from_config(cls, *, path: str, base_model: str, config: dict) -> "ListwiseReranker":
@@ -174,15 +183,15 @@ class ListwiseReranker(SlidingWindowReranker):
 
     @classmethod
     def config_options(cls) -> tuple[str, ...]:
-        """Family-specific config keys passed to __init__ (prompt knobs)."""
-        return ()
+        """Config keys passed to __init__ (prompt knobs)."""
+        return ("max_words",)
 
     @property
     def calls(self) -> int:
         return self.cost.calls
 
     def messages(self, query: str, passages: Sequence[str], scores: Sequence[float] | None = None) -> list[dict]:
-        return listwise_messages(query, passages)
+        return rankgpt_messages(query, passages, max_words=self.max_words)
 
     def parse(self, text: str, n: int) -> list[int]:
         return permutation_parse(text, n)

@@ -57,12 +57,7 @@ class ReasonRankReranker(ListwiseReranker):
     default_max_tokens = 8192  # the reasoning comes first: room for it and the ranking
 
     def __init__(self, *, max_words: int = 512, **kw):
-        super().__init__(**kw)
-        self.max_words = int(max_words)
-
-    @classmethod
-    def config_options(cls) -> tuple[str, ...]:
-        return ("max_words",)
+        super().__init__(max_words=max_words, **kw)
 
     def messages(self, query, passages, scores=None):
         return reasonrank_messages(query, passages, max_words=self.max_words)

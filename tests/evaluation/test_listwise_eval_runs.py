@@ -19,12 +19,8 @@ def server():
         yield srv
 
 
-def _texts(bench, kind):
-    """Each passage as the family shows it (RankGPT cuts at 1,500 characters; the others get room for all)."""
-    texts = {d.docid: passage_join(d.title, d.text) for d in bench.documents.all()}
-    if kind == "listwise":
-        return {k: " ".join(v.split())[:1500] for k, v in texts.items()}
-    return texts
+def _texts(bench):
+    return {d.docid: passage_join(d.title, d.text) for d in bench.documents.all()}
 
 
 @pytest.mark.django_db
@@ -44,7 +40,7 @@ def test_family_reranks_scifact_and_its_top_passage_is_the_servers_best(kind, se
     first_stage = services.first_stage_run(benchmark=bench, first_stage="bm25", top_k=10,
                                            queries=services._queries(bench))
     queries = {q.qid: q.text for q in bench.queries.all()}
-    texts = _texts(bench, kind)
+    texts = _texts(bench)
     for qid, docs in reranked.items():
         assert set(docs) == set(first_stage[qid])
         top = max(docs, key=docs.get)

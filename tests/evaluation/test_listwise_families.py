@@ -81,6 +81,68 @@ def test_sliding_window_merge_checked_by_hand(server):
     assert lw.cost.tokens_in > 0 and lw.cost.tokens_out > 0  # from the server's usage
 
 
+# ---------------------------------------------------------------- RankGPT
+
+def _rankgpt_reference(item, rank_start, rank_end):
+    """sunnweiwei/RankGPT rank_gpt.py (commit 2dfde966): `get_prefix_prompt`, `get_post_prompt` and
+    `create_permutation_instruction` without its tiktoken length loop (the passages here fit)."""
+    def get_prefix_prompt(query, num):
+        return [{'role': 'system',
+                 'content': "You are RankGPT, an intelligent assistant that can rank passages based on their relevancy to the query."},
+                {'role': 'user',
+                 'content': f"I will provide you with {num} passages, each indicated by number identifier []. \nRank the passages based on their relevance to query: {query}."},
+                {'role': 'assistant', 'content': 'Okay, please provide the passages.'}]
+
+    def get_post_prompt(query, num):
+        return f"Search Query: {query}. \nRank the {num} passages above based on their relevance to the search query. The passages should be listed in descending order using identifiers. The most relevant passages should be listed first. The output format should be [] > [], e.g., [1] > [2]. Only response the ranking results, do not say any word or explain."
+
+    query = item['query']
+    num = len(item['hits'][rank_start: rank_end])
+    max_length = 300
+    messages = get_prefix_prompt(query, num)
+    rank = 0
+    for hit in item['hits'][rank_start: rank_end]:
+        rank += 1
+        content = hit['content']
+        content = content.replace('Title: Content: ', '')
+        content = content.strip()
+        # For Japanese should cut by character: content = content[:int(max_length)]
+        content = ' '.join(content.split()[:int(max_length)])
+        messages.append({'role': 'user', 'content': f"[{rank}] {content}"})
+        messages.append({'role': 'assistant', 'content': f'Received passage [{rank}].'})
+    messages.append({'role': 'user', 'content': get_post_prompt(query, num)})
+    return messages
+
+
+def _rankgpt_permutation_reference(permutation, n):
+    """RankGPT `clean_response`, `remove_duplicate` and the index handling of `receive_permutation`."""
+    new_response = ''
+    for c in permutation:
+        if not c.isdigit():
+            new_response += ' '
+        else:
+            new_response += c
+    response = [int(x) - 1 for x in new_response.strip().split()]
+    new = []
+    for c in response:
+        if c not in new:
+            new.append(c)
+    original_rank = [tt for tt in range(n)]
+    response = [ss for ss in new if ss in original_rank]
+    return response + [tt for tt in original_rank if tt not in response]
+
+
+def test_rankgpt_prompt_and_parsing_equal_the_reference():
+    from evaluation.rerankers.listwise import permutation_parse, rankgpt_messages
+
+    long = "word " * 400
+    passages = PASSAGES + [long]
+    item = {"query": "why light", "hits": [{"content": p} for p in passages]}
+    assert rankgpt_messages("why light", passages) == _rankgpt_reference(item, 0, len(passages))
+    for text in ["[3] > [1] > [3] > [9] > [2]", "passage3 > 1, then [4]", "I think [2] > [1]"]:
+        assert permutation_parse(text, 4) == _rankgpt_permutation_reference(text, 4), text
+
+
 # ---------------------------------------------------------------- ReasonRank
 
 def _reasonrank_reference(query, passages, prompt_info):
