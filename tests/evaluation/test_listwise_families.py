@@ -565,3 +565,18 @@ def test_setwise_transformers_backend_counts_its_generation():
     # sort swaps the root out twice (k = 2): [0, 1, 2] -> [2, 1, 0] -> [1, 2, 0], reversed -> 0, 2 on top, then 1.
     assert sw.order("q", ["a", "b", "c"]) == [0, 2, 1]
     assert sw.cost.calls == 2 and sw.cost.calls <= sw.cost.tokens_out <= 3 * sw.cost.calls and sw.cost.tokens_in > 0
+
+
+def test_reasoning_inline_or_apart_reads_the_same_answer():
+    """A server that writes its reasoning inline (`<think>…</think>` in the content) and one that sends it apart
+    (`reasoning_content`): setwise and ReasonRank read the same picks from both."""
+    grades = [2, 8, 5, 1, 9, 4]
+    orders = []
+    for mode in ("think", "field"):
+        with LLMServer(reasoning=mode) as srv:
+            sw = SetwiseReranker(backend=reranker_build("setwise", config={"base_url": srv.url}).backend,
+                                 num_child=2, k=3, shuffle=False)
+            rr = ReasonRankReranker(model="m", base_url=srv.url)
+            orders.append((sw.order("q", _graded(grades)), rr.order("q", _graded(grades))))
+    assert orders[0] == orders[1]
+    assert orders[0][0][:3] == [4, 1, 2] and orders[0][1] == [4, 1, 2, 5, 0, 3]
