@@ -6,7 +6,9 @@ an API key (stdlib only). Start it by hand:
 then point LIMRANK_GENERATOR_BASE_URL / LIMRANK_REASONER_BASE_URL at http://127.0.0.1:8001/v1.
 
 Answers are deterministic (a function of the request) and follow the studio's default prompts' output
-formats: it recognises the rewrite prompt (asks for "daily_life"), the hard-negative prompt
+formats: it recognises the setwise (Rank-R1) and listwise (RankGPT, ReasonRank, InsertRank) reranking prompts, answering
+with the passages ordered by a deterministic relevance (`_relevance`: a `grade: N` in the passage, else query words
+found), the rewrite prompt (asks for "daily_life"), the hard-negative prompt
 ("hard_negatives"), the positive prompt ("passage") and the reasoner prompt ("'true' or 'false'"),
 reading the `Persona:`, `Seed query:`, `Domain:`, `Query:` and `Passage:` lines. Positive passages quote
 the query; the reasoner calls a passage relevant when it does, and disagrees with that on purpose for a
@@ -149,6 +151,9 @@ class LLMServer:
     def answer(self, body: dict, prompt: str) -> tuple[str, str, str]:
         """(purpose, reasoning, content) for a normal answer."""
         seed = body.get("seed", 0)
+        ranked = _rank_answer(prompt)
+        if ranked is not None:
+            return ranked
         if '"daily_life"' in prompt:
             persona, query = _line(prompt, "Persona"), _line(prompt, "Seed query")
             domain = DOMAINS[int(_unit("domain", persona) * len(DOMAINS))]
@@ -195,6 +200,46 @@ class LLMServer:
             )
             return "reasoner", reasoning, "true" if relevant else "false"
         return "other", "", f"echo: {prompt[:200]}"
+
+
+_PASSAGE = re.compile(r"^\[(\d+)\] (.*)$", re.M)
+_GRADE = re.compile(r"\bgrade:\s*(\d+)")
+_BM25 = re.compile(r"^BM25 score: ([-\d.]+)$", re.M)
+
+
+def _relevance(query: str, passage: str) -> int:
+    """The server's notion of relevance: a `grade: N` written in the passage (tests that arrange an order), else
+    how many distinct query words (3+ letters) the passage contains."""
+    m = _GRADE.search(passage)
+    if m:
+        return int(m.group(1))
+    words = {w for w in re.findall(r"\w+", query.lower()) if len(w) > 2}
+    return len(words & set(re.findall(r"\w+", passage.lower())))
+
+
+def _rank_answer(prompt: str) -> tuple[str, str, str] | None:
+    """Answers to the setwise (Rank-R1) and listwise (RankGPT, ReasonRank, InsertRank) prompts, or None: the
+    passages ordered by `_relevance` (InsertRank: ties broken by the BM25 score shown, then the identifier)."""
+    if "which of the following documents is most relevant?" in prompt:
+        m = re.search(r'Given the query: "(.*)", which of the following documents is most relevant\?', prompt)
+        query = m.group(1) if m else ""
+        docs = [(int(i), text) for i, text in _PASSAGE.findall(prompt.split("After completing the reasoning")[0])]
+        if not docs:
+            return None
+        best = min(docs, key=lambda d: (-_relevance(query, d[1]), d[0]))[0]
+        reasoning = f"Of the {len(docs)} documents, [{best}] answers the query best."
+        return "setwise", reasoning, f"<answer>[{best}]</answer>"
+    if "Search Query:" not in prompt or "identifier []" not in prompt:
+        return None
+    query = _line(prompt, "Search Query").rstrip(".")
+    docs = [(int(i), text) for i, text in _PASSAGE.findall(prompt)]
+    bm25 = [float(x) for x in _BM25.findall(prompt)] if "BM25 scores" in prompt else []
+    score = {i: (bm25[k] if k < len(bm25) else 0.0) for k, (i, _) in enumerate(docs)}
+    order = [i for i, _ in sorted(docs, key=lambda d: (-_relevance(query, d[1]), -score[d[0]], d[0]))]
+    ranking = " > ".join(f"[{i}]" for i in order)
+    if "thinks about the reasoning process" in prompt:  # ReasonRank: reasoning, then the answer in its tags
+        return "reasonrank", f"Comparing the {len(docs)} passages with the query.", f"<answer>{ranking}</answer>"
+    return ("insertrank" if bm25 else "listwise"), "", ranking
 
 
 class _HTTPServer(ThreadingHTTPServer):

@@ -66,7 +66,7 @@ STRATEGIES: tuple[Strategy, ...] = (
              {"transformers": "erank:ERankReranker"}, "tokens in per pair (+ reasoning tokens out)"),
     Strategy("setwise", "setwise", "Setwise selection (Rank-R1)",
              "Setwise (Zhuang et al., SIGIR 2024); Rank-R1 (Zhuang et al., 2025)",
-             {"openai": "setwise:SetwiseReranker", "transformers": "setwise:SetwiseReranker"},
+             {"openai": "setwise:SetwiseReranker", "transformers": "setwise:TransformersSetwiseReranker"},
              "model calls x (tokens in + out)", feed="list"),
     Strategy("first", "first", "Listwise by first-token logits (FIRST)",
              "FIRST (Reddy et al., EMNLP 2024)",

@@ -48,7 +48,7 @@ class _OracleChat:
     def create(self, *, model, messages, **kw):
         import re
 
-        body = messages[-1]["content"]
+        body = "\n".join(m["content"] for m in messages)  # RankGPT sends one passage per user turn
         items = re.findall(r"^\[(\d+)\] doc (\d+)$", body, re.M)
         self.calls.append(len(items))
         order = sorted(items, key=lambda x: -int(x[1]))
