@@ -7,7 +7,7 @@ import json
 import pytest
 
 from curation import protocol
-from curation.exports import rank1_stream
+from curation.exports import rank1_blocks
 from tests.training.conftest import make_dataset_version, reasoning_rows
 from training import lora
 
@@ -18,7 +18,7 @@ def test_export_row_trainer_text_and_inference_prompt_are_one_string(tiny_qwen_d
 
     rows = reasoning_rows(6)
     version = make_dataset_version(rows)
-    exported = [json.loads(line) for line in b"".join(rank1_stream(version)).decode().splitlines()]
+    exported = [json.loads(line) for line in b"".join(rank1_blocks(version)).decode().splitlines()]
     members = list(version.members.order_by("position").values(
         "query_text", "instruction", "passage_title", "passage_text", "reasoning_trace", "label"))
     assert len(exported) == len(members) == 6 and any(m["instruction"] for m in members)
