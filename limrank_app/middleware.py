@@ -32,9 +32,11 @@ def _is_broker_error(exc: BaseException) -> bool:
     return isinstance(exc, OperationalError)
 
 
-def _answer(request, status: int, message: str) -> HttpResponse:
+def _answer(request, status: int, message: str, *, field: str | None = None) -> HttpResponse:
     if request.path.startswith("/api/") or "application/json" in request.headers.get("Accept", ""):
-        return JsonResponse({"detail": message}, status=status)
+        # Keyed by the field as DRF's validation errors are, so a client finds which parameter to fix.
+        body = {"detail": message} if field is None else {field: [message], "detail": message}
+        return JsonResponse(body, status=status)
     return HttpResponse(
         f"<!doctype html><title>{status}</title><h1>{status}</h1><p>{escape(message)}</p>",
         status=status, content_type="text/html; charset=utf-8",
@@ -53,20 +55,20 @@ _ID_MAX = 2**63 - 1
 _FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 
-def params_problem(params, *, where: str, ids: bool = True) -> str | None:
-    """What is wrong with a query string or form (None when nothing): text that cannot be stored, or (query strings
+def params_problem(params, *, where: str, ids: bool = True) -> tuple[str, str] | None:
+    """What is wrong with a query string or form, as (parameter, message), or None: text that cannot be stored, or (query strings
     only: a form's fields are its own form's to validate) an id parameter (LIMRANK_ID_QUERY_PARAMS) that is not a
     whole number from 1 to 2^63-1. An empty id means 'any'."""
     for key, values in params.lists():
         for value in (key, *values):
             problem = text_problem(value)
             if problem:
-                return f"{where} {key[:40]!r} {problem}"
+                return key[:40], f"{where} {key[:40]!r} {problem}"
         if ids and key in settings.LIMRANK_ID_QUERY_PARAMS:
             for value in values:
                 value = value.strip()
                 if value and not (value.isdigit() and len(value) <= 19 and 1 <= int(value) <= _ID_MAX):
-                    return f"{where} {key!r} must be an id (a whole number from 1 to {_ID_MAX}), got {value[:40]!r}"
+                    return key, f"{where} {key!r} must be an id (a whole number from 1 to {_ID_MAX}), got {value[:40]!r}"
     return None
 
 
@@ -89,7 +91,8 @@ class RequestGuardMiddleware:
             except UploadTooLarge as exc:
                 return _answer(request, 413, str(exc))
         if problem:
-            return _answer(request, 400, problem)
+            field, message = problem
+            return _answer(request, 400, message, field=field)
         return self.get_response(request)
 
     def process_exception(self, request, exception):

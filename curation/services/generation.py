@@ -235,16 +235,16 @@ class RunState:
             state.passages[p.query_id][p.kind].append(p)
         for pid, status, reason in Example.objects.filter(generation_run=run).values_list("passage_id", "status", "filter_reason"):
             state.examples[pid] = (status, reason)
-        waiting = {}
+        waiting = defaultdict(list)  # hash -> passages without an example (several when a pair came back twice)
         for kinds in state.passages.values():
             for plist in kinds.values():
                 for p in plist:
                     if p.pk not in state.examples:
-                        waiting[_example_hash(by_id[p.query_id], p)] = p.pk
+                        waiting[_example_hash(by_id[p.query_id], p)].append(p.pk)
         hashes = list(waiting)
         for i in range(0, len(hashes), 900):
             for h in Example.objects.filter(content_hash__in=hashes[i : i + 900]).values_list("content_hash", flat=True):
-                state.duplicates.add(waiting[h])
+                state.duplicates.update(waiting[h])
         for purpose, key, error in LLMCall.objects.filter(generation_run=run).exclude(error="").values_list("purpose", "item_key", "error"):
             state.failed_calls[(purpose, key)] = error
         return state

@@ -17,7 +17,18 @@ _INT_MIN, _INT_MAX = -(2**63), 2**63 - 1
 
 
 class _BodyError(ValueError):
-    pass
+    def __init__(self, message: str, *, path: str = "$"):
+        super().__init__(f"{path}: {message}" if path != "$" else message)
+        self.path = path
+
+
+class _OutOfRange(int):
+    """An integer past 64 bits, kept (as 0) until the body walk can say where it is."""
+
+    def __new__(cls, text: str):
+        obj = super().__new__(cls, 0)
+        obj.text = text
+        return obj
 
 
 class PayloadTooLarge(APIException):
@@ -28,7 +39,7 @@ class PayloadTooLarge(APIException):
 def _parse_int(text: str) -> int:
     # Checked on the digits before int(): a 4,000-digit number is refused without converting it.
     if len(text.lstrip("-")) > 19 or not _INT_MIN <= int(text) <= _INT_MAX:
-        raise _BodyError(f"integer {text[:24]}{'…' if len(text) > 24 else ''} is outside the 64-bit range")
+        return _OutOfRange(text)
     return int(text)
 
 
@@ -48,21 +59,24 @@ def json_body_check(value, *, max_depth: int) -> None:
     stack = [(value, "$", 1)]
     while stack:
         node, path, depth = stack.pop()
+        if isinstance(node, _OutOfRange):
+            text = node.text
+            raise _BodyError(f"integer {text[:24]}{'…' if len(text) > 24 else ''} is outside the 64-bit range", path=path)
         if isinstance(node, str):
             problem = text_problem(node)
             if problem:
-                raise _BodyError(f"{path}: {problem}")
+                raise _BodyError(problem, path=path)
             continue
         if not isinstance(node, (dict, list)):
             continue
         if depth > max_depth:
-            raise _BodyError(f"{path}: nested deeper than {max_depth} levels")
+            raise _BodyError(f"nested deeper than {max_depth} levels", path=path)
         items = node.items() if isinstance(node, dict) else enumerate(node)
         for key, child in items:
             if isinstance(key, str):
                 problem = text_problem(key)
                 if problem:
-                    raise _BodyError(f"{path}: a key {problem}")
+                    raise _BodyError(f"a key {problem}", path=path)
                 child_path = f"{path}.{key[:40]}"
             else:
                 child_path = f"{path}[{key}]"
@@ -92,7 +106,11 @@ class HardenedJSONParser(JSONParser):
         except RecursionError:
             raise ParseError(f"JSON parse error - nested deeper than {settings.LIMRANK_JSON_MAX_DEPTH} levels") from None
         except _BodyError as exc:
-            raise ParseError(f"JSON parse error - {exc}") from None
+            message = f"JSON parse error - {exc}"
+            if exc.path == "$":
+                raise ParseError(message) from None
+            # Keyed by the field (`edits.reason`) as DRF's validation errors are, `detail` kept for clients reading it.
+            raise ParseError({exc.path.removeprefix("$."): [message], "detail": message}) from None
         except ValueError as exc:  # json.JSONDecodeError, and int() past Python's digit limit
             raise ParseError(f"JSON parse error - {exc}") from None
         return data

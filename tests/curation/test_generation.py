@@ -166,14 +166,13 @@ def test_in_flight_cap_is_reached_and_never_exceeded(llm_settings, llm_server):
     factories.SeedQueryFactory.create_batch(4)
     factories.PersonaFactory.create_batch(3)
     run = run_now(n_seeds=4, n_personas=3, in_flight=6)
-    assert run.status == JobStatus.SUCCEEDED and accounted(run) == run.progress_total
+    assert run.status == JobStatus.SUCCEEDED and accounted(run) == run.progress_total, run.stats
+    # One thread keeps 6 calls open at once (the endpoint saw exactly 6 at its peak, never 7).
     assert llm_server.max_in_flight == 6 and llm_server.in_flight == 0
-    # One thread does it all: 12 pairs x 11 calls of 0.1 s, 6 at a time, is ~2.2 s of latency, not 13 s.
     # Every pair's 11 calls, less the reasoner calls of passages whose pair was already there when they were written
     # (the local server answers deterministically, so two pairs can produce the same query-passage pair; one caught
     # only when its example is written still had its reasoner call): duplicates bound the difference.
     assert 12 * 11 - run.stats["duplicates"] <= run.stats["calls"] <= 12 * 11
-    assert (run.finished_at - run.started_at).total_seconds() < 8
 
 
 def test_cancel_mid_run_stops_and_resume_finishes(llm_settings, llm_server, monkeypatch):

@@ -105,10 +105,20 @@ def _first_round_claims(n_reviewers: int, required: int, monkeypatch, *, locking
     ds, [ex] = factories.review_dataset(n=1, reviews_required=required)
     reviewers = [factories.reviewer() for _ in range(n_reviewers)]
     slot_free = svc.review_slot_free
+    counted = threading.Barrier(n_reviewers)
 
     def slow_slot_free(**kwargs):
-        time.sleep(0.2)
-        return slot_free(**kwargs)
+        if locking:
+            time.sleep(0.2)
+            return slot_free(**kwargs)
+        # Unlocked, nothing orders the claimers: hold each after its count until all have counted, so the race
+        # happens on every run however slowly the threads start (on a loaded CI machine they may not overlap).
+        free = slot_free(**kwargs)
+        try:
+            counted.wait(timeout=30)
+        except threading.BrokenBarrierError:
+            pass
+        return free
 
     monkeypatch.setattr(svc, "review_slot_free", slow_slot_free)
     if not locking:

@@ -167,8 +167,8 @@ def test_list_feeds_hand_one_query_at_a_time_with_first_stage_scores_when_asked(
             return [float(len(docs) - i) for i in range(len(docs))]  # keep the first stage's order
 
     assert registry.strategy_get(kind).feed == feed
-    monkeypatch.setattr(registry, "strategy_available", lambda k, backend=None: True)
-    monkeypatch.setattr(registry, "reranker_for_model", lambda model: Fake())
+    # services binds the registry's function at import (module-level imports): patch it where it is looked up.
+    monkeypatch.setattr(services, "reranker_for_model", lambda model: Fake())
     bench = _bench(scifact_small)
     model = services.reranker_model_register(name=f"fake-{kind}", kind=kind, path="m")
     run = services.eval_run_create(benchmark=bench, model=model, top_k=4, enqueue=False)
