@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
-from django.http import HttpResponse
+from django.http import HttpResponse, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -17,6 +17,7 @@ from curation import review_charts
 from curation.models import Dataset, GenerationRun, ReviewClaim
 from curation.selectors import review as sel
 from curation.services import review as svc
+from limrank_app.middleware import params_problem
 from limrank_app.roles import admin_required, reviewer_required
 
 
@@ -210,6 +211,10 @@ BROWSE_KEYS = ("dataset", "status", "origin", "variant", "domain", "prompt", "de
 @admin_required
 def review_browse(request):
     source = request.POST if request.method == "POST" else request.GET
+    if request.method == "POST":  # the query string's ids are checked by the request guard; the bulk form's here
+        problem = params_problem(request.POST, where="form field")
+        if problem:
+            return HttpResponseBadRequest(problem[1])
     filters = {k: source.get(k, "") for k in BROWSE_KEYS}
     qs = sel.example_browse(filters=filters)
     if request.method == "POST":

@@ -11,7 +11,7 @@ from django.test import override_settings
 from rest_framework.test import APIClient
 
 from curation.hashing import text_hash
-from curation.models import Dataset, Persona, Review
+from curation.models import Dataset, Example, Persona, Review
 from limrank_app.middleware import BoundedUploadHandler, UploadTooLarge
 from limrank_app.text import UnsafeTextError
 from tests import factories
@@ -107,6 +107,14 @@ def test_form_post_with_nul_is_400(admin_client):
     assert r.status_code == 400
     r = admin_client.post("/review/browse/", "q=a%00b", content_type="application/x-www-form-urlencoded")
     assert r.status_code == 400
+
+
+def test_bulk_form_with_a_bad_id_is_400_and_decides_nothing(admin_client):
+    ds, examples = factories.review_dataset(n=2)
+    for bad in ("abc", str(2**63)):
+        r = admin_client.post("/review/browse/", {"dataset": bad, "bulk_decision": "approve"})
+        assert r.status_code == 400 and b"'dataset'" in r.content
+    assert all(e.status == "pending_review" for e in Example.objects.filter(pk__in=[e.pk for e in examples]))
 
 
 # ---------------------------------------------------------------- text: hashing and imports
