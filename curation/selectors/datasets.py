@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db.models import Count, Q, QuerySet
 
 from curation.models import Dataset, DatasetVersion, DatasetVersionMember, Review
@@ -63,7 +64,15 @@ def dataset_version_agreement(*, example_ids) -> dict:
 
 
 def dataset_version_datasheet(*, version: DatasetVersion) -> dict:
-    """Everything a reader of the data needs to know about a version, computed from its frozen members."""
+    """Everything a reader of the data needs to know about a version: the figures stored when it was built (a version
+    never changes); computed now for a version built before they were stored."""
+    figures = version.datasheet or dataset_version_datasheet_compute(version=version)
+    return {"version": version, **figures}
+
+
+def dataset_version_datasheet_compute(*, version: DatasetVersion) -> dict:
+    """The datasheet's figures (JSON: stored in DatasetVersion.datasheet at build), from the version's frozen members
+    and the reviews of their examples at that time."""
     members = DatasetVersionMember.objects.filter(version=version)
     labels = dict(_counts(members, "label"))
     prompt_versions = []
@@ -84,8 +93,7 @@ def dataset_version_datasheet(*, version: DatasetVersion) -> dict:
         .order_by("-n", "reviewer__username")
     )
     judged = members.exclude(reasoner_judgment__isnull=True)
-    return {
-        "version": version,
+    sheet = {
         "total": version.example_count,
         "by_origin": _counts(members, "origin"),
         "by_variant": _counts(members, "variant"),
@@ -102,3 +110,4 @@ def dataset_version_datasheet(*, version: DatasetVersion) -> dict:
         "reviewers": reviewers,
         "agreement": dataset_version_agreement(example_ids=example_ids),
     }
+    return json.loads(json.dumps(sheet, cls=DjangoJSONEncoder))  # what the JSON field gives back, stored or not

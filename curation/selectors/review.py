@@ -9,13 +9,13 @@ from collections import Counter, defaultdict
 from datetime import datetime
 
 from django.contrib.auth import get_user_model
-from django.contrib.postgres.search import SearchQuery, SearchVector
 from django.db import connection
 from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet, Subquery
 from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Coalesce, Length, NullIf
 
 from curation.models import Dataset, Example, GeneratedQuery, GenerationRun, PromptTemplate, Review, ReviewClaim
+from curation.selectors.search import example_search_bounded, example_search_indexed, example_search_q
 
 DEFAULT_CLAIM_MINUTES = 15
 
@@ -379,16 +379,11 @@ def example_browse(*, filters: dict) -> QuerySet[Example]:
 
 
 def example_search(*, qs: QuerySet[Example], text: str) -> QuerySet[Example]:
-    """Full-text search on the query and the passage: PostgreSQL's text search, a substring match elsewhere."""
-    if connection.vendor == "postgresql":
-        vector = SearchVector("query__text", "passage__title", "passage__text", config="english")
-        return qs.annotate(search=vector).filter(search=SearchQuery(text, search_type="websearch", config="english"))
-    # Elsewhere: every word must appear in the query, the passage or its title.
-    for word in text.split()[:10]:
-        word = word.strip('"')
-        if word and word.lower() != "or" and not word.startswith("-"):
-            qs = qs.filter(Q(query__text__icontains=word) | Q(passage__text__icontains=word) | Q(passage__title__icontains=word))
-    return qs
+    """Full-text search on the query and the passage: PostgreSQL's stored, indexed tsvectors; a bounded substring
+    scan elsewhere (curation.selectors.search)."""
+    if example_search_indexed():
+        return qs.filter(example_search_q(text=text))
+    return example_search_bounded(qs=qs, text=text)
 
 
 def browse_choices() -> dict:

@@ -15,6 +15,7 @@ from django.db.models.fields.json import KeyTransform
 from curation import exports
 from curation.hashing import text_hash
 from curation.models import Dataset, DatasetVersion, DatasetVersionMember, Example, GeneratedQuery
+from curation.selectors.datasets import dataset_version_datasheet_compute
 
 # What a version's `filters` may say (documented in the API schema and the README).
 FILTER_KEYS = ("status", "origin", "variant", "domain", "label", "prompt_versions", "reasoner_model", "datasets", "generation_run")
@@ -286,7 +287,8 @@ def _build(*, dataset, filters, recipe, ids, created_by, name, progress) -> Data
             progress(min(start + BUILD_CHUNK, total), total)
     version.content_hash = hasher.hexdigest()
     version.example_count = total
-    version.save(update_fields=["content_hash", "example_count"])
+    version.datasheet = dataset_version_datasheet_compute(version=version)  # once: a version never changes
+    version.save(update_fields=["content_hash", "example_count", "datasheet"])
     return version
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.core.paginator import Paginator
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -18,6 +17,7 @@ from curation.models import Dataset, GenerationRun, ReviewClaim
 from curation.selectors import review as sel
 from curation.services import review as svc
 from limrank_app.roles import admin_required, reviewer_required
+from limrank_app.paginator import CappedPaginator
 
 
 def _scope(kind: str, scope_id: int) -> sel.ReviewScope:
@@ -225,7 +225,7 @@ def review_browse(request):
                 messages.error(request, " ".join(exc.messages))
         query = "&".join(f"{k}={v}" for k, v in filters.items() if v)
         return redirect(reverse("curation:review_browse") + (f"?{query}" if query else ""))
-    page = Paginator(qs.select_related("query", "query__persona", "passage", "dataset"), 50).get_page(request.GET.get("page"))
+    page = CappedPaginator(qs.select_related("query", "query__persona", "passage", "dataset"), 50).get_page(request.GET.get("page"))
     query = "&".join(f"{k}={v}" for k, v in filters.items() if v)
     return render(request, "review/browse.html", {"page": page, "filters": filters, "query": query, **sel.browse_choices()})
 
