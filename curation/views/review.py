@@ -14,6 +14,7 @@ from markdown_it import MarkdownIt
 
 from curation import review_charts
 from curation.models import Dataset, GenerationRun, ReviewClaim
+from curation.selectors import aggregates
 from curation.selectors import review as sel
 from curation.services import review as svc
 from limrank_app.roles import admin_required, reviewer_required
@@ -178,7 +179,7 @@ def review_undo(request, scope_id: int, kind: str = "dataset"):
 @admin_required
 @require_GET
 def review_dashboard(request):
-    return render(request, "review/dashboard.html", sel.review_dashboard())
+    return render(request, "review/dashboard.html", aggregates.dashboard_cached())
 
 
 @admin_required
@@ -236,8 +237,9 @@ def review_quality(request):
     dataset = None
     if request.GET.get("dataset", "").isdigit():
         dataset = get_object_or_404(Dataset, pk=int(request.GET["dataset"]))
-    figures = sel.data_quality_figures(dataset=dataset)
+    cached = aggregates.quality_cached(dataset=dataset, render=review_charts.quality_charts)
     return render(request, "review/quality.html", {
-        "figures": figures, "charts": review_charts.quality_charts(figures), "dataset": dataset,
-        "datasets": Dataset.objects.order_by("name"), "generated_at": timezone.now(),
+        "figures": cached["figures"], "charts": cached["charts"], "dataset": dataset,
+        "datasets": Dataset.objects.order_by("name"), "generated_at": cached["as_of"], "as_of": cached["as_of"],
+        "aggregate_cache_seconds": cached["aggregate_cache_seconds"],
     })
