@@ -1,0 +1,164 @@
+"""Scale (issue 21): indexed search, capped counts, COPY imports all-or-nothing, stored datasheets, cached aggregates."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from django.db import IntegrityError, connection, transaction
+from django.urls import reverse
+
+from curation.models import DatasetVersion, Example, GeneratedQuery, Passage, Review
+from curation.selectors import review as sel
+from curation.selectors.datasets import dataset_version_datasheet
+from curation.services import bulk
+from curation.services.datasets import dataset_version_build
+from curation.services.imports import ImportValidationError, examples_import
+from limrank_app.paginator import CappedPaginator
+from tests import factories
+
+pytestmark = pytest.mark.django_db
+
+
+def _examples_with_words():
+    ds = factories.DatasetFactory(name="words")
+    hit_query = factories.ExampleFactory(dataset=ds, query=factories.GeneratedQueryFactory(text="Which volcanoes erupted in Iceland?"))
+    hit_passage = factories.ExampleFactory(dataset=ds, passage=factories.PassageFactory(title="Geology",
+                                                                                        text="Volcanic eruptions in Iceland."))
+    miss = factories.ExampleFactory(dataset=ds)
+    return ds, hit_query, hit_passage, miss
+
+
+# ---------------------------------------------------------------- search
+
+
+def test_search_finds_a_word_of_the_query_or_of_the_passage():
+    _, hit_query, hit_passage, miss = _examples_with_words()
+    found = set(sel.example_browse(filters={"q": "iceland"}).values_list("pk", flat=True))
+    assert found == {hit_query.pk, hit_passage.pk}
+    assert miss.pk not in set(sel.example_browse(filters={"q": "volcano"}).values_list("pk", flat=True))
+
+
+@pytest.mark.postgres
+def test_search_reads_the_stored_vectors_through_their_gin_indexes():
+    if connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL")
+    _, hit_query, hit_passage, _ = _examples_with_words()
+    qs = sel.example_browse(filters={"q": "volcanoes"})
+    sql = str(qs.query)
+    assert "search_vector @@ websearch_to_tsquery" in sql and "to_tsvector" not in sql  # nothing computed per row
+    assert hit_query.pk in set(qs.values_list("pk", flat=True))
+    with transaction.atomic(), connection.cursor() as cur:
+        cur.execute("SET LOCAL enable_seqscan = off")  # a tiny table: make the planner show what it can use
+        plan = qs.explain()
+    assert "generatedquery_search_gin" in plan and "passage_search_gin" in plan
+    assert "Seq Scan on curation_example" not in plan
+    # The column follows the text: an edited query is found by its new words at once.
+    GeneratedQuery.objects.filter(pk=hit_query.query_id).update(text="Lava fields of Hawaii")
+    assert set(sel.example_browse(filters={"q": "hawaii"}).values_list("pk", flat=True)) == {hit_query.pk}
+
+
+# ---------------------------------------------------------------- capped counts
+
+
+def test_capped_paginator_counts_up_to_the_cap(monkeypatch):
+    ds = factories.DatasetFactory(name="many")
+    for _ in range(5):
+        factories.ExampleFactory(dataset=ds)
+    monkeypatch.setattr(CappedPaginator, "count_cap", 3)
+    p = CappedPaginator(Example.objects.order_by("id"), 2)
+    assert p.count == 3 and p.count_capped and p.count_text == "3+" and p.num_pages == 2
+    monkeypatch.setattr(CappedPaginator, "count_cap", 10)
+    p = CappedPaginator(Example.objects.order_by("id"), 2)
+    assert p.count == 5 and not p.count_capped and p.count_text == "5"
+
+
+def test_browse_page_shows_a_capped_count(admin_client, monkeypatch):
+    ds = factories.DatasetFactory(name="many")
+    for _ in range(4):
+        factories.ExampleFactory(dataset=ds)
+    monkeypatch.setattr(CappedPaginator, "count_cap", 2)
+    html = admin_client.get(reverse("curation:review_browse")).content.decode()
+    assert "<strong>2+</strong> examples match" in html
+
+
+# ---------------------------------------------------------------- imports through COPY
+
+
+def _rows(n, bad_line=None):
+    lines = []
+    for i in range(1, n + 1):
+        row = {"query": f"scale query {i}", "passage": f"scale passage {i}", "reasoning": "r", "label": i % 2 == 0}
+        if i == bad_line:
+            row["label"] = "maybe"
+        lines.append(json.dumps(row))
+    return ("\n".join(lines) + "\n").encode()
+
+
+def test_import_writes_through_the_bulk_path_and_links_rows():
+    result = examples_import(file=_rows(5), filename="ok.jsonl")
+    assert result.created == 5
+    ex = Example.objects.select_related("query", "passage").get(query__text="scale query 3")
+    assert ex.passage.text == "scale passage 3" and ex.intended_label is False and ex.status == "approved"
+    assert ex.created_at is not None and ex.judgment_votes == [] and ex.prompt_versions == {}
+    assert bulk.bulk_method() == ("copy" if connection.vendor == "postgresql" else "bulk_create")
+
+
+def test_import_is_all_or_nothing_with_the_line_named():
+    with pytest.raises(ImportValidationError) as err:
+        examples_import(file=_rows(6, bad_line=4), filename="bad.jsonl")
+    assert err.value.line == 4 and "bad.jsonl" in str(err.value)
+    assert Example.objects.count() == 0 and GeneratedQuery.objects.count() == 0 and Passage.objects.count() == 0
+
+
+def test_a_database_error_inside_the_copy_rolls_everything_back():
+    q = factories.GeneratedQueryFactory()
+    p = factories.PassageFactory()
+    fields = ("query_id", "passage_id", "intended_label", "origin", "status", "content_hash")
+    rows = [(q.pk, p.pk, True, "rank1", "approved", "h1"), (q.pk, p.pk, True, "rank1", "approved", "h2"),
+            (q.pk, p.pk, True, "rank1", "approved", "h1")]  # the third repeats a unique hash
+    with pytest.raises(IntegrityError):
+        with transaction.atomic():
+            bulk.bulk_insert(model=Example, fields=fields, rows=rows)
+    assert Example.objects.count() == 0
+    ids = bulk.bulk_insert(model=Example, fields=fields, rows=rows[:2], ids=True)
+    assert sorted(Example.objects.values_list("pk", flat=True)) == sorted(ids) and len(ids) == 2
+
+
+# ---------------------------------------------------------------- datasheets stored at build
+
+
+def test_datasheet_is_stored_at_build_and_never_recomputed(django_assert_num_queries):
+    ds = factories.DatasetFactory(name="sheet")
+    examples = [factories.ExampleFactory(dataset=ds, status=Example.Status.APPROVED) for _ in range(4)]
+    r1, r2 = factories.reviewer(username="s1"), factories.reviewer(username="s2")
+    Review.objects.create(example=examples[0], reviewer=r1, decision="approve")
+    Review.objects.create(example=examples[0], reviewer=r2, decision="reject")
+    v = dataset_version_build(dataset=ds, filters={}, recipe={"seed": 1}, created_by=None)
+    stored = DatasetVersion.objects.get(pk=v.pk).datasheet
+    assert stored["total"] == 4 and stored["agreement"]["multiply_reviewed"] == 1
+    assert {r["reviewer__username"] for r in stored["reviewers"]} == {"s1", "s2"}
+    Review.objects.create(example=examples[1], reviewer=r1, decision="reject")  # after the build
+    v = DatasetVersion.objects.get(pk=v.pk)
+    with django_assert_num_queries(0):  # read from the version's row: no member, no review read
+        sheet = dataset_version_datasheet(version=v)
+    assert sheet["version"] == v and sheet["reviewers"] == stored["reviewers"] and sheet["total"] == 4
+
+
+# ---------------------------------------------------------------- cached aggregates
+
+
+def test_aggregates_are_cached_and_shown_with_their_time(admin_client, settings):
+    settings.LIMRANK_AGGREGATE_CACHE_SECONDS = 300
+    ds = factories.DatasetFactory(name="cached")
+    factories.ExampleFactory(dataset=ds, status=Example.Status.APPROVED)
+    html = admin_client.get("/").content.decode()
+    assert "1 examples: 1 approved" in html and "as of" in html
+    factories.ExampleFactory(dataset=ds, status=Example.Status.APPROVED)
+    assert "1 examples: 1 approved" in admin_client.get("/").content.decode()  # as of the first request
+    from django.core.cache import cache
+
+    cache.clear()
+    assert "2 examples: 2 approved" in admin_client.get("/").content.decode()
+    for url in (reverse("curation:review_dashboard"), reverse("curation:review_quality")):
+        html = admin_client.get(url).content.decode()
+        assert "Figures as of" in html and "recomputed at most every 300 s" in html
