@@ -59,4 +59,3 @@ def home_counts_cached() -> dict:
 def aggregates_forget() -> None:
     """Drop every cached aggregate (tests; after a bulk change an admin wants to see at once)."""
     cache.delete_many([KEY_PREFIX + n for n in ("dashboard", "home", "quality:all")])
-    cache.delete_many([f"{KEY_PREFIX}quality:{pk}" for pk in Dataset.objects.values_list("pk", flat=True)])

@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import json
-from collections import defaultdict
 
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db.models import Count, Q, QuerySet
 
 from curation.models import Dataset, DatasetVersion, DatasetVersionMember, Review
+from curation.selectors.agreement import agreement_alpha
 
 
 def dataset_list() -> QuerySet[Dataset]:
@@ -29,38 +29,13 @@ def _counts(qs, field: str) -> list[tuple]:
 
 
 def dataset_version_agreement(*, example_ids) -> dict:
-    """Agreement between reviewers on these examples (non-undone, non-adjudication reviews):
-    percent of multiply-reviewed examples whose reviewers all agree, and Krippendorff's alpha (nominal)."""
-    reviews = (
-        Review.objects.filter(example_id__in=example_ids, undone=False, is_adjudication=False)
-        .values_list("example_id", "reviewer_id", "decision")
-        .order_by("example_id")
-    )
-    by_example: dict[int, dict[int, str]] = defaultdict(dict)
-    for example_id, reviewer_id, decision in reviews.iterator(chunk_size=5000):
-        by_example[example_id][reviewer_id] = decision
-    multi = {e: d for e, d in by_example.items() if len(d) >= 2}
-    result = {"reviewed_examples": len(by_example), "multiply_reviewed": len(multi), "percent_agreement": None, "krippendorff_alpha": None}
-    if not multi:
-        return result
-    result["percent_agreement"] = sum(1 for d in multi.values() if len(set(d.values())) == 1) / len(multi)
-    reviewers = sorted({r for d in multi.values() for r in d})
-    if len(reviewers) >= 2:
-        import krippendorff
-        import numpy as np
-
-        index = {r: i for i, r in enumerate(reviewers)}
-        data = np.full((len(reviewers), len(multi)), np.nan)
-        for col, decisions in enumerate(multi.values()):
-            for reviewer_id, decision in decisions.items():
-                data[index[reviewer_id], col] = 1.0 if decision == Review.Decision.APPROVE else 0.0
-        try:
-            alpha = float(krippendorff.alpha(reliability_data=data, level_of_measurement="nominal"))
-            result["krippendorff_alpha"] = None if alpha != alpha else alpha  # nan when there is no variation
-        except ValueError:
-            # krippendorff refuses data with a single value overall: agreement is perfect but alpha undefined.
-            result["krippendorff_alpha"] = None
-    return result
+    """Agreement between reviewers on these examples (non-undone, non-adjudication reviews): percent of
+    multiply-reviewed examples whose reviewers all agree, and Krippendorff's alpha (nominal). In SQL:
+    curation.selectors.agreement."""
+    figures = agreement_alpha(example_ids_sql=example_ids.query.sql_with_params())
+    return {"reviewed_examples": figures["reviewed"], "multiply_reviewed": figures["units"],
+            "percent_agreement": figures["unanimous"] / figures["units"] if figures["units"] else None,
+            "krippendorff_alpha": figures["alpha"]}
 
 
 def dataset_version_datasheet(*, version: DatasetVersion) -> dict:

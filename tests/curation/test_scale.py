@@ -162,3 +162,64 @@ def test_aggregates_are_cached_and_shown_with_their_time(admin_client, settings)
     for url in (reverse("curation:review_dashboard"), reverse("curation:review_quality")):
         html = admin_client.get(url).content.decode()
         assert "Figures as of" in html and "recomputed at most every 300 s" in html
+
+
+# ---------------------------------------------------------------- agreement in SQL
+
+
+def test_agreement_in_sql_matches_sklearn_and_krippendorff():
+    import random
+
+    import krippendorff
+    import numpy as np
+    from sklearn.metrics import cohen_kappa_score
+
+    rng = random.Random(7)
+    ds = factories.DatasetFactory(name="agree")
+    users = [factories.reviewer(username=f"k{i}") for i in range(3)]
+    admin = factories.admin(username="kadmin")
+    votes: dict[int, dict[int, str]] = {}
+    adjudicated = {}
+    for _ in range(40):
+        ex = factories.ExampleFactory(dataset=ds)
+        for u in rng.sample(users, rng.choice([1, 2, 2, 3])):
+            d = rng.choice(["approve", "approve", "reject"])
+            Review.objects.create(example=ex, reviewer=u, decision=d)
+            votes.setdefault(ex.pk, {})[u.pk] = d
+        if rng.random() < 0.2:
+            d = rng.choice(["approve", "reject"])
+            Review.objects.create(example=ex, reviewer=admin, decision="reject" if d == "approve" else "approve",
+                                  is_adjudication=True)
+            Review.objects.create(example=ex, reviewer=admin, decision=d, is_adjudication=True)  # the latest counts
+            adjudicated[ex.pk] = d
+    Review.objects.create(example=factories.ExampleFactory(dataset=ds), reviewer=users[0], decision="reject", undone=True)
+
+    got = sel.review_agreement(dataset=ds)
+    multi = {e: v for e, v in votes.items() if len(v) >= 2}
+    assert got["units"] == len(multi) and got["adjudicated"] == len(adjudicated)
+    ids = sorted(u.pk for u in users)
+    data = np.array([[({"approve": 1.0, "reject": 0.0}[v[r]] if r in v else np.nan) for v in multi.values()] for r in ids])
+    expected_alpha = krippendorff.alpha(reliability_data=data, level_of_measurement="nominal", value_domain=[0.0, 1.0])
+    assert got["alpha"] == pytest.approx(round(expected_alpha, 3))
+    by_pair = {(p["a"], p["b"]): p for p in got["pairs"]}
+    names = {u.pk: u.username for u in users}
+    for i, a in enumerate(ids):
+        for b in ids[i + 1:]:
+            shared = [(v[a], v[b]) for v in multi.values() if a in v and b in v]
+            y1, y2 = zip(*shared)
+            kappa = cohen_kappa_score(list(y1), list(y2), labels=["approve", "reject"])
+            assert by_pair[(names[a], names[b])]["n"] == len(shared)
+            assert by_pair[(names[a], names[b])]["kappa"] == pytest.approx(round(kappa, 3))
+    for u in users:
+        mine = []
+        for e, v in votes.items():
+            if u.pk not in v:
+                continue
+            consensus = adjudicated.get(e)
+            if consensus is None and len(v) >= 2:
+                n_approve = sum(d == "approve" for d in v.values())
+                consensus = "approve" if 2 * n_approve > len(v) else "reject" if 2 * (len(v) - n_approve) > len(v) else None
+            if consensus is not None:
+                mine.append(v[u.pk] == consensus)
+        assert got["per_reviewer"][u.username]["n"] == len(mine)
+        assert got["per_reviewer"][u.username]["agree"] == sum(mine)
