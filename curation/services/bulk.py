@@ -108,3 +108,24 @@ def _bulk_create(*, model, fields, rows, ids: bool) -> list[int] | int:
     if batch:
         flush()
     return pks if ids else written
+
+
+def bulk_reviews_insert_select(*, example_ids: Sequence[int], reviewer_id: int, decision: str, reason: str,
+                               is_adjudication: bool, now) -> int:
+    """One review per example, by one reviewer, written by the database itself (INSERT ... SELECT from the examples:
+    no row built in Python). PostgreSQL: one statement over the id array; elsewhere in chunks of bound variables."""
+    edits = "'{}'::jsonb" if connection.vendor == "postgresql" else "'{}'"
+    head = f"""INSERT INTO curation_review (example_id, reviewer_id, decision, edits, reason, reason_code, seconds_spent,
+                   is_adjudication, undone, created_at)
+               SELECT e.id, %s, %s, {edits}, %s, NULL, 0, %s, %s, %s FROM curation_example e WHERE """
+    params = [reviewer_id, decision, reason, is_adjudication, False, now]
+    written = 0
+    with connection.cursor() as cur:
+        if connection.vendor == "postgresql":
+            cur.execute(head + "e.id = ANY(%s)", [*params, list(example_ids)])
+            return cur.rowcount
+        for start in range(0, len(example_ids), 500):
+            chunk = list(example_ids[start:start + 500])
+            cur.execute(head + f"e.id IN ({', '.join(['%s'] * len(chunk))})", [*params, *chunk])
+            written += cur.rowcount
+    return written
