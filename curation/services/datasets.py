@@ -22,7 +22,7 @@ from curation.services.bulk import bulk_insert
 FILTER_KEYS = ("status", "origin", "variant", "domain", "label", "prompt_versions", "reasoner_model", "datasets", "generation_run")
 RECIPE_KEYS = ("seed", "mix", "shuffle")
 DEFAULT_FILTERS = {"status": [Example.Status.APPROVED]}
-BUILD_CHUNK = 2000
+BUILD_CHUNK = 10_000
 RENDER_TASK = "curation.tasks.dataset_version_render_task"
 logger = logging.getLogger(__name__)
 
