@@ -12,7 +12,6 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 from markdown_it import MarkdownIt
 
-from curation import review_charts
 from curation.models import Dataset, GenerationRun, ReviewClaim
 from curation.selectors import aggregates
 from curation.selectors import review as sel
@@ -237,7 +236,7 @@ def review_quality(request):
     dataset = None
     if request.GET.get("dataset", "").isdigit():
         dataset = get_object_or_404(Dataset, pk=int(request.GET["dataset"]))
-    cached = aggregates.quality_cached(dataset=dataset, render=review_charts.quality_charts)
+    cached = aggregates.quality_cached(dataset=dataset)
     return render(request, "review/quality.html", {
         "figures": cached["figures"], "charts": cached["charts"], "dataset": dataset,
         "datasets": Dataset.objects.order_by("name"), "generated_at": cached["as_of"], "as_of": cached["as_of"],

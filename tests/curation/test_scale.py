@@ -223,3 +223,31 @@ def test_agreement_in_sql_matches_sklearn_and_krippendorff():
                 mine.append(v[u.pk] == consensus)
         assert got["per_reviewer"][u.username]["n"] == len(mine)
         assert got["per_reviewer"][u.username]["agree"] == sum(mine)
+
+
+def test_stale_aggregates_are_served_while_a_task_refreshes_them(monkeypatch, settings):
+    from datetime import timedelta
+
+    from django.core.cache import cache
+
+    from curation.selectors import aggregates
+
+    settings.LIMRANK_AGGREGATE_CACHE_SECONDS = 60
+    sent = []
+    monkeypatch.setattr(aggregates.current_app, "send_task", lambda name, args: sent.append((name, args)))
+    ds = factories.DatasetFactory(name="stale")
+    factories.ExampleFactory(dataset=ds, status=Example.Status.APPROVED)
+    first = aggregates.home_counts_cached()
+    assert first["counts"] == {"approved": 1} and sent == []
+    factories.ExampleFactory(dataset=ds, status=Example.Status.APPROVED)
+    entry = cache.get(aggregates.KEY_PREFIX + "home")
+    entry["as_of"] -= timedelta(seconds=61)  # older than the setting
+    cache.set(aggregates.KEY_PREFIX + "home", entry)
+    assert aggregates.home_counts_cached()["counts"] == {"approved": 1}  # the older figures, at once
+    assert aggregates.home_counts_cached()["counts"] == {"approved": 1}
+    assert sent == [(aggregates.REFRESH_TASK, ["home"])]  # one refresh asked, not one per request
+    from curation.tasks import aggregate_refresh_task
+
+    aggregate_refresh_task("home")  # what the worker runs
+    fresh = aggregates.home_counts_cached()
+    assert fresh["counts"] == {"approved": 2} and fresh["as_of"] > entry["as_of"]
