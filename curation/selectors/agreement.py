@@ -17,8 +17,14 @@ from django.db import connection
 
 # The live votes, restricted by a condition on the example (e) and/or the review (r).
 _VOTES = """SELECT r.example_id AS example_id, r.reviewer_id AS reviewer_id, r.decision AS decision
-            FROM curation_review r JOIN curation_example e ON e.id = r.example_id
+            FROM curation_review r {join}
             WHERE r.undone = %s AND r.is_adjudication = %s AND {where}"""
+_JOIN = "JOIN curation_example e ON e.id = r.example_id"
+
+
+def _votes(where: str) -> str:
+    """The live votes; joined to the examples only when the condition names them."""
+    return _VOTES.format(join=_JOIN if "e." in where else "", where=where)
 _UNITS = """SELECT example_id, COUNT(*) AS m, SUM(CASE WHEN decision = 'approve' THEN 1 ELSE 0 END) AS a
             FROM ({votes}) v GROUP BY example_id"""
 
@@ -42,7 +48,7 @@ def agreement_alpha(*, dataset_id: int | None = None, example_ids_sql: tuple[str
     """{"units": examples with >= 2 decisions, "unanimous": of them all alike, "reviewed": examples with a decision,
     "alpha": Krippendorff's alpha or None}."""
     where, params = _where(dataset_id=dataset_id, example_ids_sql=example_ids_sql)
-    votes = _VOTES.format(where=where)
+    votes = _votes(where)
     units = _UNITS.format(votes=votes)
     (reviewed, n_units, unanimous, disagreement, n, n_a), = _rows(
         f"""SELECT COUNT(*),
@@ -71,11 +77,8 @@ def agreement_figures(*, dataset_id: int | None = None) -> dict:
     """What curation.selectors.review.review_agreement reports: pairs (kappa, observed), alpha, units,
     per_reviewer agreement with the consensus, adjudicated examples."""
     where, params = _where(dataset_id=dataset_id, example_ids_sql=None)
-    votes = _VOTES.format(where=where)
+    votes = _votes(where)
     base = [False, False, *params]
-
-    reviewer_ids = sorted(r for (r,) in _rows(f"SELECT DISTINCT reviewer_id FROM ({votes}) v", base))
-    names = dict(get_user_model().objects.filter(pk__in=reviewer_ids).values_list("pk", "username"))
 
     tables: dict[tuple[int, int], dict[tuple[str, str], int]] = {}
     for a, b, da, db, n in _rows(
@@ -83,20 +86,12 @@ def agreement_figures(*, dataset_id: int | None = None) -> dict:
                 FROM ({votes}) x JOIN ({votes}) y ON y.example_id = x.example_id AND x.reviewer_id < y.reviewer_id
                 GROUP BY x.reviewer_id, y.reviewer_id, x.decision, y.decision""", base + base):
         tables.setdefault((a, b), {})[(da, db)] = n
-    pairs = []
-    for (a, b), t in sorted(tables.items()):
-        aa, ar = t.get(("approve", "approve"), 0), t.get(("approve", "reject"), 0)
-        ra, rr = t.get(("reject", "approve"), 0), t.get(("reject", "reject"), 0)
-        n = aa + ar + ra + rr
-        kappa = _kappa(aa, ar, ra, rr)
-        pairs.append({"a": names.get(a, a), "b": names.get(b, b), "n": n,
-                      "kappa": None if kappa is None else round(kappa, 3), "observed": round((aa + rr) / n, 3)})
 
     alpha = agreement_alpha(dataset_id=dataset_id)
 
     adjudication_where = "r.undone = %s AND r.is_adjudication = %s AND " + where
     latest_adjudication = f"""SELECT r.example_id AS example_id, r.decision AS decision
-        FROM curation_review r JOIN curation_example e ON e.id = r.example_id
+        FROM curation_review r {_JOIN if "e." in where else ""}
         WHERE {adjudication_where} AND r.id = (SELECT MAX(r2.id) FROM curation_review r2
                                                 WHERE r2.example_id = r.example_id AND r2.undone = %s
                                                   AND r2.is_adjudication = %s)"""
@@ -106,10 +101,23 @@ def agreement_figures(*, dataset_id: int | None = None) -> dict:
                COALESCE(j.decision, CASE WHEN u.m >= 2 AND 2 * u.a > u.m THEN 'approve'
                                          WHEN u.m >= 2 AND 2 * (u.m - u.a) > u.m THEN 'reject' END) AS decision
         FROM ({_UNITS.format(votes=votes)}) u LEFT JOIN ({latest_adjudication}) j ON j.example_id = u.example_id"""
+    # Every voter, with how many of their decisions have a consensus and how many agree with it.
     agree = {r: (n, k) for r, n, k in _rows(
-        f"""SELECT v.reviewer_id, COUNT(*), SUM(CASE WHEN v.decision = c.decision THEN 1 ELSE 0 END)
-            FROM ({votes}) v JOIN ({consensus}) c ON c.example_id = v.example_id
-            WHERE c.decision IS NOT NULL GROUP BY v.reviewer_id""", base + base + adjudication_params)}
+        f"""SELECT v.reviewer_id, SUM(CASE WHEN c.decision IS NOT NULL THEN 1 ELSE 0 END),
+                   SUM(CASE WHEN v.decision = c.decision THEN 1 ELSE 0 END)
+            FROM ({votes}) v LEFT JOIN ({consensus}) c ON c.example_id = v.example_id
+            GROUP BY v.reviewer_id""", base + base + adjudication_params)}
+    reviewer_ids = sorted(agree)
+    names = dict(get_user_model().objects.filter(pk__in=reviewer_ids).values_list("pk", "username"))
+    pairs = []
+    for (a, b), t in sorted(tables.items()):
+        aa, ar = t.get(("approve", "approve"), 0), t.get(("approve", "reject"), 0)
+        ra, rr = t.get(("reject", "approve"), 0), t.get(("reject", "reject"), 0)
+        n = aa + ar + ra + rr
+        kappa = _kappa(aa, ar, ra, rr)
+        pairs.append({"a": names.get(a, a), "b": names.get(b, b), "n": n,
+                      "kappa": None if kappa is None else round(kappa, 3), "observed": round((aa + rr) / n, 3)})
+
     per_reviewer = {}
     for r in reviewer_ids:
         n, k = agree.get(r, (0, 0))

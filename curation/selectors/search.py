@@ -17,6 +17,7 @@ from curation.models import Example
 
 SEARCH_SCAN_ROWS = 100_000
 SEARCH_CONFIG = "english"
+RARE_MATCHES = 500  # queries or passages: fewer, and the examples are found by their ids
 
 _MATCHING_QUERIES = ("SELECT id FROM curation_generatedquery "
                      "WHERE search_vector @@ websearch_to_tsquery('english'::regconfig, %s)")
@@ -24,8 +25,24 @@ _MATCHING_PASSAGES = ("SELECT id FROM curation_passage "
                       "WHERE search_vector @@ websearch_to_tsquery('english'::regconfig, %s)")
 
 
+def _matching_ids(sql: str, text: str, limit: int) -> list[int] | None:
+    """The ids the search matches (through the GIN index), or None when there are more than `limit`."""
+    with connection.cursor() as cur:
+        cur.execute(f"{sql} LIMIT %s", [text, limit + 1])
+        ids = [r[0] for r in cur.fetchall()]
+    return None if len(ids) > limit else ids
+
+
 def example_search_q(*, text: str) -> Q:
-    """The condition on examples (PostgreSQL only): its query or its passage matches the search."""
+    """The condition on examples (PostgreSQL only): its query or its passage matches the search.
+
+    A rare word matches few queries and passages: their ids are given to the examples' query_id / passage_id indexes
+    (a bitmap OR of both, sized right by the planner). A common word matches many: the condition stays a subquery,
+    and a page in id order stops after its first rows instead of reading every match."""
+    query_ids = _matching_ids(_MATCHING_QUERIES, text, RARE_MATCHES)
+    passage_ids = _matching_ids(_MATCHING_PASSAGES, text, RARE_MATCHES) if query_ids is not None else None
+    if query_ids is not None and passage_ids is not None:
+        return Q(query_id__in=query_ids) | Q(passage_id__in=passage_ids)
     return Q(query_id__in=RawSQL(_MATCHING_QUERIES, [text])) | Q(passage_id__in=RawSQL(_MATCHING_PASSAGES, [text]))
 
 

@@ -39,19 +39,33 @@ def test_search_finds_a_word_of_the_query_or_of_the_passage():
 
 
 @pytest.mark.postgres
-def test_search_reads_the_stored_vectors_through_their_gin_indexes():
+def test_search_reads_the_stored_vectors_through_their_gin_indexes(monkeypatch):
     if connection.vendor != "postgresql":
         pytest.skip("needs PostgreSQL")
+    from curation.selectors import search
+
     _, hit_query, hit_passage, _ = _examples_with_words()
-    qs = sel.example_browse(filters={"q": "volcanoes"})
-    sql = str(qs.query)
-    assert "search_vector @@ websearch_to_tsquery" in sql and "to_tsvector" not in sql  # nothing computed per row
-    assert hit_query.pk in set(qs.values_list("pk", flat=True))
     with transaction.atomic(), connection.cursor() as cur:
-        cur.execute("SET LOCAL enable_seqscan = off")  # a tiny table: make the planner show what it can use
-        plan = qs.explain()
+        cur.execute("SET LOCAL enable_seqscan = off")  # tiny tables: make the planner show what it can use
+        cur.execute("EXPLAIN " + search._MATCHING_QUERIES, ["iceland"])
+        query_plan = "\n".join(r[0] for r in cur.fetchall())
+        cur.execute("EXPLAIN " + search._MATCHING_PASSAGES, ["iceland"])
+        passage_plan = "\n".join(r[0] for r in cur.fetchall())
+    assert "generatedquery_search_gin" in query_plan and "passage_search_gin" in passage_plan
+    # A rare word: the examples are found by the matching ids; nothing is computed per example.
+    rare = sel.example_browse(filters={"q": "iceland"})
+    assert "to_tsvector" not in str(rare.query) and "search_vector" not in str(rare.query)
+    assert set(rare.values_list("pk", flat=True)) == {hit_query.pk, hit_passage.pk}
+    # A common word (more matches than RARE_MATCHES): one statement, the search a subquery on the indexed vectors.
+    monkeypatch.setattr(search, "RARE_MATCHES", 0)
+    common = sel.example_browse(filters={"q": "iceland"})
+    sql = str(common.query)
+    assert "search_vector @@ websearch_to_tsquery" in sql and "to_tsvector" not in sql
+    assert set(common.values_list("pk", flat=True)) == {hit_query.pk, hit_passage.pk}
+    with transaction.atomic(), connection.cursor() as cur:
+        cur.execute("SET LOCAL enable_seqscan = off")
+        plan = common.explain()
     assert "generatedquery_search_gin" in plan and "passage_search_gin" in plan
-    assert "Seq Scan on curation_example" not in plan
     # The column follows the text: an edited query is found by its new words at once.
     GeneratedQuery.objects.filter(pk=hit_query.query_id).update(text="Lava fields of Hawaii")
     assert set(sel.example_browse(filters={"q": "hawaii"}).values_list("pk", flat=True)) == {hit_query.pk}
