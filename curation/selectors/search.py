@@ -10,14 +10,14 @@ SEARCH_SCAN_ROWS examples only (a bounded scan: older examples are not searched 
 from __future__ import annotations
 
 from django.db import connection
-from django.db.models import Q, QuerySet
+from django.db.models import BooleanField, Exists, OuterRef, Q, QuerySet
 from django.db.models.expressions import RawSQL
 
-from curation.models import Example
+from curation.models import Example, GeneratedQuery, Passage
 
 SEARCH_SCAN_ROWS = 100_000
 SEARCH_CONFIG = "english"
-RARE_MATCHES = 500  # queries or passages: fewer, and the examples are found by their ids
+RARE_MATCHES = 5_000  # queries or passages: fewer, and the examples are found by their ids
 
 _MATCHING_QUERIES = ("SELECT id FROM curation_generatedquery "
                      "WHERE search_vector @@ websearch_to_tsquery('english'::regconfig, %s)")
@@ -36,14 +36,23 @@ def _matching_ids(sql: str, text: str, limit: int) -> list[int] | None:
 def example_search_q(*, text: str) -> Q:
     """The condition on examples (PostgreSQL only): its query or its passage matches the search.
 
-    A rare word matches few queries and passages: their ids are given to the examples' query_id / passage_id indexes
-    (a bitmap OR of both, sized right by the planner). A common word matches many: the condition stays a subquery,
-    and a page in id order stops after its first rows instead of reading every match."""
+    A rare word matches few queries and passages (RARE_MATCHES at most): their ids are given to the examples'
+    query_id / passage_id indexes (a bitmap OR of both, sized right by the planner). A common word matches many: the
+    condition is a correlated EXISTS on the query's and the passage's primary key, and a page in id order stops
+    after its first rows instead of reading every match."""
     query_ids = _matching_ids(_MATCHING_QUERIES, text, RARE_MATCHES)
     passage_ids = _matching_ids(_MATCHING_PASSAGES, text, RARE_MATCHES) if query_ids is not None else None
     if query_ids is not None and passage_ids is not None:
         return Q(query_id__in=query_ids) | Q(passage_id__in=passage_ids)
-    return Q(query_id__in=RawSQL(_MATCHING_QUERIES, [text])) | Q(passage_id__in=RawSQL(_MATCHING_PASSAGES, [text]))
+    # Correlated EXISTS on the primary keys: PostgreSQL hashes the matches when they fit in work_mem, else looks each
+    # example's query and passage up by id; never re-reads every match for every example.
+    return (Q(Exists(_vector_match(GeneratedQuery, text).filter(pk=OuterRef("query_id"))))
+            | Q(Exists(_vector_match(Passage, text).filter(pk=OuterRef("passage_id")))))
+
+
+def _vector_match(model, text: str) -> QuerySet:
+    return model.objects.filter(RawSQL("search_vector @@ websearch_to_tsquery('english'::regconfig, %s)", [text],
+                                       output_field=BooleanField()))
 
 
 def example_search_bounded(*, qs: QuerySet, text: str) -> QuerySet:
