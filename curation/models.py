@@ -293,6 +293,8 @@ class DatasetVersion(models.Model):
     error = models.TextField(blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(auto_now_add=True)
+    # Computed once when the version is built (a version never changes): curation.selectors.datasheet.
+    datasheet = models.JSONField(default=dict, blank=True, help_text="the datasheet's figures, computed at build")
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["dataset", "version"], name="datasetversion_unique")]

@@ -3,6 +3,7 @@ Routed to the `llm` queue by CELERY_TASK_ROUTES ("curation.tasks.*")."""
 from celery import shared_task
 
 from curation.models import DatasetVersion, GenerationRun
+from curation.selectors.aggregates import REFRESH_TASK, aggregate_refresh
 from curation.services import generation
 from curation.services.datasets import RENDER_TASK, dataset_version_render
 from limrank_app.jobs import job_claim, job_keepalive
@@ -24,3 +25,9 @@ def dataset_version_render_task(version_id):
     if version is None or version.status == DatasetVersion.Status.FAILED:
         return
     dataset_version_render(version=version)
+
+
+@shared_task(name=REFRESH_TASK)
+def aggregate_refresh_task(name):
+    """Compute a cached aggregate again (curation.selectors.aggregates); idempotent: it only overwrites the cache."""
+    aggregate_refresh(name=name)

@@ -71,6 +71,11 @@ TEMPLATES = [
     },
 ]
 
+# Aggregates over all examples (dashboard, data quality, home counts) are cached this long and shown "as of" when
+# they were computed (curation.selectors.aggregates). CACHE_URL: locmem by default; redis://... to share one copy.
+CACHES = {"default": env.cache_url("CACHE_URL", default="locmemcache://")}
+LIMRANK_AGGREGATE_CACHE_SECONDS = env.int("LIMRANK_AGGREGATE_CACHE_SECONDS", default=60)
+
 # SQLite by default (embedded, no server); PostgreSQL through DATABASE_URL.
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'db.sqlite3'}")}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":

@@ -16,9 +16,12 @@ def example_reviews_visible_to_all(*, user) -> bool:
 
 
 class ExampleFilter(django_filters.FilterSet):
-    status = django_filters.MultipleChoiceFilter(choices=Example.Status.choices)
-    origin = django_filters.MultipleChoiceFilter(choices=Example.Origin.choices)
-    variant = django_filters.MultipleChoiceFilter(field_name="query__variant", choices=GeneratedQuery.Variant.choices)
+    # distinct=False: each filters a column of the example or of its query (a forward foreign key), so no join can
+    # repeat an example; django-filter's default DISTINCT sorted every matching row to return one page (issue 21).
+    status = django_filters.MultipleChoiceFilter(choices=Example.Status.choices, distinct=False)
+    origin = django_filters.MultipleChoiceFilter(choices=Example.Origin.choices, distinct=False)
+    variant = django_filters.MultipleChoiceFilter(field_name="query__variant", choices=GeneratedQuery.Variant.choices,
+                                                  distinct=False)
     domain = django_filters.CharFilter(field_name="query__domain")
     dataset = django_filters.ModelChoiceFilter(queryset=Dataset.objects.all())
     generation_run = django_filters.NumberFilter(field_name="generation_run_id")

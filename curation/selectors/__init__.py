@@ -4,6 +4,7 @@ from __future__ import annotations
 from django.db.models import Count, QuerySet
 
 from curation.models import Dataset, Example
+from curation.selectors.aggregates import home_counts_cached
 from curation.selectors.review import example_browse
 
 
@@ -18,12 +19,15 @@ def example_status_counts(*, dataset: Dataset | None = None) -> dict[str, int]:
 
 
 def home_summary(*, user, admin: bool) -> dict:
-    counts = example_status_counts()
+    """The home page's figures: counts over all examples cached (curation.selectors.aggregates), with `as_of`."""
+    cached = home_counts_cached()
+    counts = cached["counts"]
     return {
         "pending": counts.get(Example.Status.PENDING_REVIEW, 0),
         "approved": counts.get(Example.Status.APPROVED, 0),
         "rejected": counts.get(Example.Status.REJECTED, 0),
         "total": sum(counts.values()),
         "my_reviews": user.reviews.filter(undone=False).count(),
-        "datasets": list(Dataset.objects.annotate(n=Count("examples")).order_by("name")),
+        "datasets": cached["datasets"],
+        "as_of": cached["as_of"],
     }

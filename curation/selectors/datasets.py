@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import json
-from collections import defaultdict
 
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db.models import Count, Q, QuerySet
 
 from curation.models import Dataset, DatasetVersion, DatasetVersionMember, Review
+from curation.selectors.agreement import agreement_alpha
 
 
 def dataset_list() -> QuerySet[Dataset]:
@@ -28,42 +29,25 @@ def _counts(qs, field: str) -> list[tuple]:
 
 
 def dataset_version_agreement(*, example_ids) -> dict:
-    """Agreement between reviewers on these examples (non-undone, non-adjudication reviews):
-    percent of multiply-reviewed examples whose reviewers all agree, and Krippendorff's alpha (nominal)."""
-    reviews = (
-        Review.objects.filter(example_id__in=example_ids, undone=False, is_adjudication=False)
-        .values_list("example_id", "reviewer_id", "decision")
-        .order_by("example_id")
-    )
-    by_example: dict[int, dict[int, str]] = defaultdict(dict)
-    for example_id, reviewer_id, decision in reviews.iterator(chunk_size=5000):
-        by_example[example_id][reviewer_id] = decision
-    multi = {e: d for e, d in by_example.items() if len(d) >= 2}
-    result = {"reviewed_examples": len(by_example), "multiply_reviewed": len(multi), "percent_agreement": None, "krippendorff_alpha": None}
-    if not multi:
-        return result
-    result["percent_agreement"] = sum(1 for d in multi.values() if len(set(d.values())) == 1) / len(multi)
-    reviewers = sorted({r for d in multi.values() for r in d})
-    if len(reviewers) >= 2:
-        import krippendorff
-        import numpy as np
-
-        index = {r: i for i, r in enumerate(reviewers)}
-        data = np.full((len(reviewers), len(multi)), np.nan)
-        for col, decisions in enumerate(multi.values()):
-            for reviewer_id, decision in decisions.items():
-                data[index[reviewer_id], col] = 1.0 if decision == Review.Decision.APPROVE else 0.0
-        try:
-            alpha = float(krippendorff.alpha(reliability_data=data, level_of_measurement="nominal"))
-            result["krippendorff_alpha"] = None if alpha != alpha else alpha  # nan when there is no variation
-        except ValueError:
-            # krippendorff refuses data with a single value overall: agreement is perfect but alpha undefined.
-            result["krippendorff_alpha"] = None
-    return result
+    """Agreement between reviewers on these examples (non-undone, non-adjudication reviews): percent of
+    multiply-reviewed examples whose reviewers all agree, and Krippendorff's alpha (nominal). In SQL:
+    curation.selectors.agreement."""
+    figures = agreement_alpha(example_ids_sql=example_ids.query.sql_with_params())
+    return {"reviewed_examples": figures["reviewed"], "multiply_reviewed": figures["units"],
+            "percent_agreement": figures["unanimous"] / figures["units"] if figures["units"] else None,
+            "krippendorff_alpha": figures["alpha"]}
 
 
 def dataset_version_datasheet(*, version: DatasetVersion) -> dict:
-    """Everything a reader of the data needs to know about a version, computed from its frozen members."""
+    """Everything a reader of the data needs to know about a version: the figures stored when it was built (a version
+    never changes); computed now for a version built before they were stored."""
+    figures = version.datasheet or dataset_version_datasheet_compute(version=version)
+    return {"version": version, **figures}
+
+
+def dataset_version_datasheet_compute(*, version: DatasetVersion) -> dict:
+    """The datasheet's figures (JSON: stored in DatasetVersion.datasheet at build), from the version's frozen members
+    and the reviews of their examples at that time."""
     members = DatasetVersionMember.objects.filter(version=version)
     labels = dict(_counts(members, "label"))
     prompt_versions = []
@@ -84,8 +68,7 @@ def dataset_version_datasheet(*, version: DatasetVersion) -> dict:
         .order_by("-n", "reviewer__username")
     )
     judged = members.exclude(reasoner_judgment__isnull=True)
-    return {
-        "version": version,
+    sheet = {
         "total": version.example_count,
         "by_origin": _counts(members, "origin"),
         "by_variant": _counts(members, "variant"),
@@ -102,3 +85,4 @@ def dataset_version_datasheet(*, version: DatasetVersion) -> dict:
         "reviewers": reviewers,
         "agreement": dataset_version_agreement(example_ids=example_ids),
     }
+    return json.loads(json.dumps(sheet, cls=DjangoJSONEncoder))  # what the JSON field gives back, stored or not

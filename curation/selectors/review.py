@@ -2,20 +2,19 @@
 the admin browser and the data-quality figures. Writes live in curation.services.review."""
 from __future__ import annotations
 
-import math
 import statistics
-import warnings
-from collections import Counter, defaultdict
+from collections import defaultdict
 from datetime import datetime
 
 from django.contrib.auth import get_user_model
-from django.contrib.postgres.search import SearchQuery, SearchVector
 from django.db import connection
 from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet, Subquery
 from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Coalesce, Length, NullIf
 
 from curation.models import Dataset, Example, GeneratedQuery, GenerationRun, PromptTemplate, Review, ReviewClaim
+from curation.selectors.agreement import agreement_figures
+from curation.selectors.search import example_search_bounded, example_search_indexed, example_search_q
 
 DEFAULT_CLAIM_MINUTES = 15
 
@@ -217,78 +216,11 @@ def review_progress(*, scope: ReviewScope, reviewer=None) -> dict:
 # ---------------------------------------------------------------- agreement
 
 
-def _decision_rows(*, dataset: Dataset | None) -> list[tuple[int, int, str, bool]]:
-    qs = Review.objects.filter(undone=False)
-    if dataset is not None:
-        qs = qs.filter(example__dataset=dataset)
-    return list(qs.values_list("example_id", "reviewer_id", "decision", "is_adjudication").order_by("example_id", "id"))
-
-
 def review_agreement(*, dataset: Dataset | None = None) -> dict:
-    """Inter-annotator agreement: Cohen's kappa per reviewer pair (sklearn), Krippendorff's alpha (nominal)
-    over all examples with two or more reviews, and each reviewer's agreement with the consensus
-    (the adjudicated decision where there is one, else a strict majority)."""
-    import numpy as np
-    from sklearn.metrics import cohen_kappa_score
-
-    import krippendorff
-
-    by_example: dict[int, dict[int, str]] = defaultdict(dict)
-    adjudicated: dict[int, str] = {}
-    for example_id, reviewer_id, decision, is_adj in _decision_rows(dataset=dataset):
-        if is_adj:
-            adjudicated[example_id] = decision
-        else:
-            by_example[example_id][reviewer_id] = decision
-    reviewer_ids = sorted({r for votes in by_example.values() for r in votes})
-    names = dict(get_user_model().objects.filter(pk__in=reviewer_ids).values_list("pk", "username"))
-    multi = {e: v for e, v in by_example.items() if len(v) >= 2}
-
-    pairs = []
-    for i, a in enumerate(reviewer_ids):
-        for b in reviewer_ids[i + 1:]:
-            shared = [(v[a], v[b]) for v in multi.values() if a in v and b in v]
-            if not shared:
-                continue
-            y1, y2 = zip(*shared)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # undefined kappa (one label only) is reported as None below
-                kappa = float(cohen_kappa_score(list(y1), list(y2), labels=["approve", "reject"], replace_undefined_by=np.nan))
-            pairs.append({"a": names.get(a, a), "b": names.get(b, b), "n": len(shared),
-                          "kappa": None if math.isnan(kappa) else round(kappa, 3),
-                          "observed": round(sum(x == y for x, y in shared) / len(shared), 3)})
-
-    alpha = None
-    if multi:
-        col = {r: i for i, r in enumerate(reviewer_ids)}
-        data = np.full((len(reviewer_ids), len(multi)), np.nan)
-        for j, votes in enumerate(multi.values()):
-            for r, d in votes.items():
-                data[col[r], j] = 1.0 if d == "approve" else 0.0
-        try:
-            with np.errstate(divide="ignore", invalid="ignore"):
-                value = float(krippendorff.alpha(reliability_data=data, level_of_measurement="nominal",
-                                                 value_domain=[0.0, 1.0]))
-            alpha = None if math.isnan(value) else round(value, 3)
-        except (ValueError, ZeroDivisionError):
-            alpha = None  # a single value everywhere: agreement is undefined, not perfect
-
-    consensus: dict[int, str] = {}
-    for e, votes in by_example.items():
-        if e in adjudicated:
-            consensus[e] = adjudicated[e]
-        elif len(votes) >= 2:
-            top, n = Counter(votes.values()).most_common(1)[0]
-            if n * 2 > len(votes):
-                consensus[e] = top
-    per_reviewer = {}
-    for r in reviewer_ids:
-        mine = [(votes[r], consensus[e]) for e, votes in by_example.items() if r in votes and e in consensus]
-        agree = sum(x == y for x, y in mine)
-        per_reviewer[names.get(r, r)] = {"n": len(mine), "agree": agree,
-                                         "rate": round(agree / len(mine), 3) if mine else None}
-    return {"pairs": pairs, "alpha": alpha, "units": len(multi), "per_reviewer": per_reviewer,
-            "adjudicated": len(adjudicated)}
+    """Inter-annotator agreement: Cohen's kappa per reviewer pair, Krippendorff's alpha (nominal) over all examples
+    with two or more reviews, and each reviewer's agreement with the consensus (the adjudicated decision where there
+    is one, else a strict majority). Computed in SQL: curation.selectors.agreement."""
+    return agreement_figures(dataset_id=dataset.pk if dataset is not None else None)
 
 
 # ---------------------------------------------------------------- dashboard
@@ -379,16 +311,11 @@ def example_browse(*, filters: dict) -> QuerySet[Example]:
 
 
 def example_search(*, qs: QuerySet[Example], text: str) -> QuerySet[Example]:
-    """Full-text search on the query and the passage: PostgreSQL's text search, a substring match elsewhere."""
-    if connection.vendor == "postgresql":
-        vector = SearchVector("query__text", "passage__title", "passage__text", config="english")
-        return qs.annotate(search=vector).filter(search=SearchQuery(text, search_type="websearch", config="english"))
-    # Elsewhere: every word must appear in the query, the passage or its title.
-    for word in text.split()[:10]:
-        word = word.strip('"')
-        if word and word.lower() != "or" and not word.startswith("-"):
-            qs = qs.filter(Q(query__text__icontains=word) | Q(passage__text__icontains=word) | Q(passage__title__icontains=word))
-    return qs
+    """Full-text search on the query and the passage: PostgreSQL's stored, indexed tsvectors; a bounded substring
+    scan elsewhere (curation.selectors.search)."""
+    if example_search_indexed():
+        return qs.filter(example_search_q(text=text))
+    return example_search_bounded(qs=qs, text=text)
 
 
 def browse_choices() -> dict:

@@ -15,12 +15,14 @@ from django.db.models.fields.json import KeyTransform
 from curation import exports
 from curation.hashing import text_hash
 from curation.models import Dataset, DatasetVersion, DatasetVersionMember, Example, GeneratedQuery
+from curation.selectors.datasets import dataset_version_datasheet_compute
+from curation.services.bulk import bulk_insert
 
 # What a version's `filters` may say (documented in the API schema and the README).
 FILTER_KEYS = ("status", "origin", "variant", "domain", "label", "prompt_versions", "reasoner_model", "datasets", "generation_run")
 RECIPE_KEYS = ("seed", "mix", "shuffle")
 DEFAULT_FILTERS = {"status": [Example.Status.APPROVED]}
-BUILD_CHUNK = 2000
+BUILD_CHUNK = 10_000
 RENDER_TASK = "curation.tasks.dataset_version_render_task"
 logger = logging.getLogger(__name__)
 
@@ -219,6 +221,11 @@ _SNAPSHOT_FIELDS = (
 )
 
 
+_MEMBER_CONTENT = ("query_text", "instruction", "passage_title", "passage_text", "reasoning_trace", "label", "origin",
+                   "variant", "domain")
+_MEMBER_FIELDS = ("version_id", "example_id", "position", "content_hash", "reasoner_judgment", "reasoner_model",
+                  "prompt_versions", *_MEMBER_CONTENT)
+
 # ---------------------------------------------------------------- build
 
 
@@ -270,23 +277,19 @@ def _build(*, dataset, filters, recipe, ids, created_by, name, progress) -> Data
         members = []
         for offset, example_id in enumerate(chunk):
             (_, q, instr, title, text, trace, label, origin, variant, domain, judgment, model, pv) = rows[example_id]
-            fields = dict(
-                query_text=q, instruction=instr or "", passage_title=title or "", passage_text=text,
-                reasoning_trace=trace or "", label=label, origin=origin, variant=variant or "", domain=domain or "",
-            )
-            mh = member_content_hash(**fields)
+            fields = (q, instr or "", title or "", text, trace or "", label, origin, variant or "", domain or "")
+            mh = member_content_hash(**dict(zip(_MEMBER_CONTENT, fields)))
             hasher.update(mh.encode("ascii"))
             hasher.update(b"\n")
-            members.append(DatasetVersionMember(
-                version=version, example_id=example_id, position=start + offset, content_hash=mh,
-                reasoner_judgment=judgment, reasoner_model=model or "", prompt_versions=pv or {}, **fields,
-            ))
-        DatasetVersionMember.objects.bulk_create(members, batch_size=BUILD_CHUNK)
+            members.append((version.pk, example_id, start + offset, mh, judgment, model or "", pv or {}, *fields))
+        # COPY on PostgreSQL, bulk_create elsewhere (curation.services.bulk)
+        bulk_insert(model=DatasetVersionMember, fields=_MEMBER_FIELDS, rows=members)
         if progress:
             progress(min(start + BUILD_CHUNK, total), total)
     version.content_hash = hasher.hexdigest()
     version.example_count = total
-    version.save(update_fields=["content_hash", "example_count"])
+    version.datasheet = dataset_version_datasheet_compute(version=version)  # once: a version never changes
+    version.save(update_fields=["content_hash", "example_count", "datasheet"])
     return version
 
 

@@ -31,6 +31,7 @@ from curation.protocol import INSTRUCTION as RANK1_INSTRUCTION
 from curation.hashing import example_content_hash, text_hash
 from limrank_app.text import text_problem
 from curation.models import Dataset, Example, GeneratedQuery, Passage, Persona, SeedQuery
+from curation.services.bulk import bulk_insert
 
 # Limits that keep a broken or hostile file from filling the database. Fields have their own limits (so the
 # error names the field); a line past MAX_LINE_BYTES is rejected before it is parsed at all.
@@ -404,33 +405,33 @@ def _examples_write(*, rows: list[dict], filename: str, origin: str, dataset: Da
                 continue
             existing.add(row["hash"])
             fresh.append(row)
-        # One query row per distinct (query, instruction) and one passage row per distinct (title, passage, kind) of the file.
-        queries: dict[str, GeneratedQuery] = {}
-        passages: dict[tuple[str, str], Passage] = {}
+        # One query row per distinct (query, instruction) and one passage row per distinct (title, passage, kind) of
+        # the file. Written through curation.services.bulk: COPY on PostgreSQL, bulk_create in batches elsewhere.
+        queries: dict[str, tuple] = {}
+        passages: dict[tuple[str, str], tuple] = {}
         for row in fresh:
             qkey = text_hash(row["query"], row["instruction"])
             if qkey not in queries:
-                queries[qkey] = GeneratedQuery(
-                    variant=GeneratedQuery.Variant.ORIGINAL, domain=row["domain"], text=row["query"],
-                    instruction=row["instruction"], text_hash=text_hash(row["query"]),
-                )
+                queries[qkey] = (GeneratedQuery.Variant.ORIGINAL, row["domain"], row["query"], row["instruction"],
+                                 text_hash(row["query"]))
             kind = Passage.Kind.POSITIVE if row["label"] else Passage.Kind.HARD_NEGATIVE
             pkey = (text_hash(row["title"], row["passage"]), kind)
             if pkey not in passages:
-                passages[pkey] = Passage(title=row["title"], text=row["passage"], kind=kind, source=origin, text_hash=text_hash(row["passage"]))
+                passages[pkey] = (row["title"], row["passage"], kind, origin, text_hash(row["passage"]))
             row["qkey"], row["pkey"] = qkey, pkey
-        GeneratedQuery.objects.bulk_create(list(queries.values()), batch_size=BULK_BATCH)
-        Passage.objects.bulk_create(list(passages.values()), batch_size=BULK_BATCH)
-        examples = [
-            Example(
-                dataset=dataset, query=queries[row["qkey"]], passage=passages[row["pkey"]], intended_label=row["label"],
-                reasoning_trace=row["reasoning"], reasoner_judgment=row["label"] if row["reasoning"] else None,
-                origin=origin, status=status, content_hash=row["hash"],
-            )
-            for row in fresh
-        ]
-        Example.objects.bulk_create(examples, batch_size=BULK_BATCH)
-        result.created = len(examples)
+        query_ids = dict(zip(queries, bulk_insert(
+            model=GeneratedQuery, fields=("variant", "domain", "text", "instruction", "text_hash"),
+            rows=list(queries.values()), ids=True)))
+        passage_ids = dict(zip(passages, bulk_insert(
+            model=Passage, fields=("title", "text", "kind", "source", "text_hash"), rows=list(passages.values()), ids=True)))
+        dataset_id = dataset.pk if dataset is not None else None
+        examples = bulk_insert(
+            model=Example,
+            fields=("dataset_id", "query_id", "passage_id", "intended_label", "reasoning_trace", "reasoner_judgment",
+                    "origin", "status", "content_hash"),
+            rows=((dataset_id, query_ids[row["qkey"]], passage_ids[row["pkey"]], row["label"], row["reasoning"],
+                   row["label"] if row["reasoning"] else None, origin, status, row["hash"]) for row in fresh))
+        result.created = examples
         result.details.update(queries=len(queries), passages=len(passages))
     return result
 

@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from curation.hashing import example_content_hash, text_hash
 from curation.models import Example, ExampleRevision, GeneratedQuery, Passage, Review, ReviewClaim
+from curation.services.bulk import bulk_reviews_insert_select
 from curation.selectors.review import (
     DEFAULT_CLAIM_MINUTES, REJECT_REASONS, ReviewScope, claim_is_skip, review_claim_current, review_queue_candidates,
     review_required_for, review_slot_free,
@@ -364,7 +365,7 @@ BULK_DECIDABLE = (Example.Status.PENDING_REVIEW, Example.Status.IN_ADJUDICATION,
 
 
 def examples_bulk_decide(*, admin, examples: QuerySet[Example], decision: str, reason: str = "",
-                         batch_size: int = 2000, now: datetime | None = None) -> int:
+                         batch_size: int | None = None, now: datetime | None = None) -> int:
     """Approve or reject a filtered set at once (admins). Each example gets an adjudication review for the
     audit trail; open claims on them are dropped. Examples outside review (generated, filtered out) are left alone.
     Returns how many examples changed."""
@@ -375,17 +376,17 @@ def examples_bulk_decide(*, admin, examples: QuerySet[Example], decision: str, r
     status = Example.Status.APPROVED if decision == Review.Decision.APPROVE else Example.Status.REJECTED
     changed = 0
     with transaction.atomic():
-        ids = list(examples.filter(status__in=BULK_DECIDABLE).exclude(status=status).order_by("id").values_list("id", flat=True))
+        # Lock the examples to decide (one query), then write their reviews with INSERT ... SELECT (issue 21).
+        target = examples.filter(status__in=BULK_DECIDABLE).exclude(status=status).values("pk")
+        locked = Example.objects.filter(pk__in=target)
+        if connection.features.has_select_for_update:
+            locked = locked.select_for_update()
+        ids = list(locked.order_by("id").values_list("id", flat=True))
+        batch_size = batch_size or (50_000 if connection.vendor == "postgresql" else 2_000)  # SQLite: bound variables
         for start in range(0, len(ids), batch_size):
             chunk = ids[start:start + batch_size]
-            locked = Example.objects.filter(pk__in=chunk, status__in=BULK_DECIDABLE).exclude(status=status)
-            if connection.features.has_select_for_update:
-                locked = locked.select_for_update()
-            chunk = list(locked.order_by("id").values_list("id", flat=True))
-            Review.objects.bulk_create([
-                Review(example_id=i, reviewer=admin, decision=decision, reason=reason[:200] or "bulk decision",
-                       is_adjudication=True) for i in chunk
-            ])
+            bulk_reviews_insert_select(example_ids=chunk, reviewer_id=admin.pk, decision=decision,
+                                       reason=reason[:200] or "bulk decision", is_adjudication=True, now=now)
             ReviewClaim.objects.filter(example_id__in=chunk).delete()
             changed += Example.objects.filter(pk__in=chunk).update(status=status, updated_at=now)
     return changed

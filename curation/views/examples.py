@@ -1,6 +1,6 @@
-from django.core.paginator import Paginator
 from django.shortcuts import get_object_or_404, render
 
+from limrank_app.paginator import CappedPaginator
 from limrank_app.roles import reviewer_required
 
 from curation import selectors
@@ -10,7 +10,7 @@ from curation.models import Example
 @reviewer_required
 def example_list(request):
     filters = {k: request.GET.get(k, "") for k in ("status", "origin", "dataset")}
-    page = Paginator(selectors.example_list(filters=filters), 50).get_page(request.GET.get("page"))
+    page = CappedPaginator(selectors.example_list(filters=filters), 50).get_page(request.GET.get("page"))
     return render(request, "curation/example_list.html", {"page": page, "filters": filters, "statuses": Example.Status.choices, "origins": Example.Origin.choices})
 
 

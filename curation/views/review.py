@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.core.paginator import Paginator
 from django.http import HttpResponse, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -13,11 +12,12 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 from markdown_it import MarkdownIt
 
-from curation import review_charts
 from curation.models import Dataset, GenerationRun, ReviewClaim
+from curation.selectors import aggregates
 from curation.selectors import review as sel
 from curation.services import review as svc
 from limrank_app.middleware import params_problem
+from limrank_app.paginator import CappedPaginator
 from limrank_app.roles import admin_required, reviewer_required
 
 
@@ -179,7 +179,7 @@ def review_undo(request, scope_id: int, kind: str = "dataset"):
 @admin_required
 @require_GET
 def review_dashboard(request):
-    return render(request, "review/dashboard.html", sel.review_dashboard())
+    return render(request, "review/dashboard.html", aggregates.dashboard_cached())
 
 
 @admin_required
@@ -230,7 +230,7 @@ def review_browse(request):
                 messages.error(request, " ".join(exc.messages))
         query = "&".join(f"{k}={v}" for k, v in filters.items() if v)
         return redirect(reverse("curation:review_browse") + (f"?{query}" if query else ""))
-    page = Paginator(qs.select_related("query", "query__persona", "passage", "dataset"), 50).get_page(request.GET.get("page"))
+    page = CappedPaginator(qs.select_related("query", "query__persona", "passage", "dataset"), 50).get_page(request.GET.get("page"))
     query = "&".join(f"{k}={v}" for k, v in filters.items() if v)
     return render(request, "review/browse.html", {"page": page, "filters": filters, "query": query, **sel.browse_choices()})
 
@@ -241,8 +241,9 @@ def review_quality(request):
     dataset = None
     if request.GET.get("dataset", "").isdigit():
         dataset = get_object_or_404(Dataset, pk=int(request.GET["dataset"]))
-    figures = sel.data_quality_figures(dataset=dataset)
+    cached = aggregates.quality_cached(dataset=dataset)
     return render(request, "review/quality.html", {
-        "figures": figures, "charts": review_charts.quality_charts(figures), "dataset": dataset,
-        "datasets": Dataset.objects.order_by("name"), "generated_at": timezone.now(),
+        "figures": cached["figures"], "charts": cached["charts"], "dataset": dataset,
+        "datasets": Dataset.objects.order_by("name"), "generated_at": cached["as_of"], "as_of": cached["as_of"],
+        "aggregate_cache_seconds": cached["aggregate_cache_seconds"],
     })

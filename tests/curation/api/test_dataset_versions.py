@@ -137,6 +137,14 @@ def test_api_build_and_datasheet(pool, principals):
     Review.objects.create(example_id=ids[0], reviewer=r2, decision="reject")
     Review.objects.create(example_id=ids[1], reviewer=r1, decision="approve")
     Review.objects.create(example_id=ids[1], reviewer=r2, decision="approve")
+    # The datasheet was computed when the version was built (issue 21): reviews made since do not change it.
+    sheet = principals["reviewer"].client.get(f"/api/dataset-versions/{v.pk}/datasheet/").json()
+    assert sheet["reviewers"] == [] and sheet["agreement"]["multiply_reviewed"] == 0
+    assert sheet["total"] == 28 and v.datasheet["total"] == 28
+    # The same recipe built again selects the same examples, and its datasheet has those reviews.
+    r = admin.post("/api/dataset-versions/", {"dataset": pool.pk, "name": "paper mix", "recipe": RECIPE}, format="json")
+    v = DatasetVersion.objects.get(pk=r.json()["id"])
+    assert set(v.members.values_list("example_id", flat=True)[:2]) == set(ids)
     sheet = principals["reviewer"].client.get(f"/api/dataset-versions/{v.pk}/datasheet/").json()
     assert dict(map(tuple, sheet["by_origin"])) == {"rank1": 20, "synthetic": 8}
     assert sum(n for _, n in sheet["by_label"]) == 28
