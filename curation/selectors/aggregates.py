@@ -8,7 +8,6 @@ a request computes them itself only when there are none, or they are older than 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 

@@ -7,7 +7,6 @@ from collections import defaultdict
 from datetime import datetime
 
 from django.contrib.auth import get_user_model
-from django.db import connection
 from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet, Subquery
 from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Coalesce, Length, NullIf

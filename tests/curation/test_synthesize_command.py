@@ -6,7 +6,6 @@ from django.core.management import CommandError, call_command
 
 from curation.models import Example, GenerationRun
 from limrank_app.jobs import JobStatus
-from tests import factories
 from tests.curation.synth_helpers import llm_server, llm_settings, shared_pool  # noqa: F401
 
 pytestmark = pytest.mark.django_db

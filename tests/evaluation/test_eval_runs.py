@@ -6,7 +6,7 @@ import pytest
 from evaluation import services
 from evaluation.benchmarks import parse_beir, read_run
 from evaluation.metrics import evaluate
-from evaluation.models import EvalQueryResult, EvalRun, RerankerModel
+from evaluation.models import EvalQueryResult, RerankerModel
 from tests.conftest import celery_worker
 from tests.evaluation.conftest import minilm_path
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 import math
 
-import pytest
 
 from tests.training.conftest import reasoning_rows
 from training import lora
