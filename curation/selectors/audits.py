@@ -105,7 +105,8 @@ def audit_progress(*, audit: Audit, reviewer=None) -> dict:
     agg = AuditMember.objects.filter(audit=audit).aggregate(
         required=Coalesce(Sum("verdicts_required"), 0), done=Coalesce(Sum("verdicts_done"), 0), members=Count("id"))
     out = {"members": agg["members"], "required": agg["required"], "done": agg["done"],
-           "percent": round(100 * agg["done"] / agg["required"], 1) if agg["required"] else 0.0}
+           "percent": round(100 * agg["done"] / agg["required"], 1) if agg["required"] else 0.0,
+           "text": f"{agg['done']} / {agg['required']} verdicts"}
     if reviewer is not None:
         out["mine"] = AuditVerdict.objects.filter(member__audit=audit, reviewer=reviewer).count()
     return out
@@ -127,6 +128,11 @@ def audits_for_version(*, version: DatasetVersion) -> QuerySet[Audit]:
     """Audits that sampled examples this version contains (their report cards go on its datasheet)."""
     examples = DatasetVersionMember.objects.filter(version=version).values("example_id")
     return Audit.objects.filter(Exists(AuditMember.objects.filter(audit_id=OuterRef("pk"), example_id__in=examples))).order_by("-id")
+
+
+def audit_reports_for_version(*, version: DatasetVersion) -> list[dict]:
+    """The report card of every audit that sampled this version's examples (for its datasheet)."""
+    return [audit_report(audit=a) for a in audits_for_version(version=version).select_related("dataset", "generation_run")]
 
 
 # ---------------------------------------------------------------- the report card
