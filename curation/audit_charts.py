@@ -1,5 +1,5 @@
-"""The report card's plot: share of examples kept against the precision of what is kept, across vote-agreement
-thresholds. matplotlib (Agg) to inline SVG, as the data-quality plots (curation.review_charts)."""
+"""Plots of the audit report card (share kept against precision across vote-agreement thresholds) and of the dataset
+diagnostics (shortcut AUCs). matplotlib (Agg) to inline SVG, as the data-quality plots (curation.review_charts)."""
 from __future__ import annotations
 
 from curation.review_charts import _figure, _plain_text, _svg
@@ -23,5 +23,22 @@ def chart_threshold_curve(*, curve: list[dict]) -> str:
     ax.set_ylabel("precision of what is kept")
     ax.set_xlim(0, 1.05)
     ax.set_ylim(0, 1.05)
+    ax.spines[["top", "right"]].set_visible(False)
+    return _svg(fig)
+
+
+@_plain_text
+def chart_shortcut_aucs(*, features: dict, threshold: float) -> str:
+    """Each trivial feature's strength as a label predictor (max(AUC, 1 - AUC)), against the warning line."""
+    names = [n for n, f in features.items() if f.get("strength") is not None]
+    if not names:
+        return ""
+    fig, ax = _figure(width=5.6, height=2.6)
+    values = [features[n]["strength"] for n in names]
+    colors = ["#b42318" if features[n]["warning"] else "#3451b2" for n in names]
+    ax.barh(names[::-1], values[::-1], color=colors[::-1])
+    ax.axvline(threshold, color="#b42318", linestyle="--", linewidth=1)
+    ax.set_xlim(0.5, 1.0)
+    ax.set_xlabel("ROC AUC of the feature alone (max of AUC, 1 - AUC)")
     ax.spines[["top", "right"]].set_visible(False)
     return _svg(fig)

@@ -7,6 +7,7 @@ from django.core.exceptions import ValidationError
 from django.db.models import Count
 from django.shortcuts import get_object_or_404, redirect, render
 
+from curation import audit_charts
 from curation.exports import FORMATS
 from curation.models import Dataset, Example, GeneratedQuery
 from curation.selectors import audits as audit_selectors
@@ -95,5 +96,9 @@ def version_detail(request, pk: int):
     version = get_object_or_404(selectors.dataset_version_list(), pk=pk)
     sheet = selectors.dataset_version_datasheet(version=version)
     sheet["audits"] = audit_selectors.audit_reports_for_version(version=version)
+    shortcuts = (version.diagnostics or {}).get("shortcuts")
+    shortcut_svg = audit_charts.chart_shortcut_aucs(features=shortcuts["features"], threshold=shortcuts["threshold"]) \
+        if shortcuts else ""
     return render(request, "curation/version_detail.html", {"sheet": sheet, "version": version, "formats": FORMATS,
-                                                            "is_admin": user_is_admin(request.user)})
+                                                            "is_admin": user_is_admin(request.user),
+                                                            "shortcut_svg": shortcut_svg})
