@@ -236,26 +236,37 @@ class _Grams:
 def contaminated(*, queries: list[str], passages: list[str], sources: dict[str, Iterable[str]] | None = None,
                  progress: Callable[[str], None] | None = None) -> dict[str, dict]:
     """Per benchmark: which examples (indexes) share an n-gram with its queries or documents, by query and by
-    passage. Benchmark texts are streamed in chunks, so a large collection is never held in memory."""
+    passage. Each distinct text is hashed once; benchmark texts are streamed in chunks and looked up in the sorted
+    grams of the version, so a large collection is never held in memory."""
     import numpy as np
 
     sources = contamination_sources() if sources is None else sources
     grams = _Grams()
-    q_h, q_owner = grams.hashes(queries, grow=True)
-    p_h, p_owner = grams.hashes(passages, grow=True)
+    sides = {}
+    for side, texts in (("queries", queries), ("passages", passages)):
+        where: dict[str, list[int]] = {}
+        for i, t in enumerate(texts):
+            where.setdefault(t, []).append(i)
+        distinct = list(where)
+        h, owner = grams.hashes(distinct, grow=True)
+        uniq, inverse = np.unique(h, return_inverse=True)
+        sides[side] = (distinct, where, uniq, inverse, owner)
     out = {}
     for name, texts in sources.items():
         if progress:
             progress(name)
-        q_hit = np.zeros(len(q_h), dtype=bool)
-        p_hit = np.zeros(len(p_h), dtype=bool)
-        chunk: list[str] = []
-        for text in _chunked(texts, chunk):
-            bench, _ = grams.hashes(text, grow=False)
-            if len(bench):
-                q_hit |= np.isin(q_h, bench)
-                p_hit |= np.isin(p_h, bench)
-        out[name] = {"queries": sorted(set(q_owner[q_hit].tolist())), "passages": sorted(set(p_owner[p_hit].tolist()))}
+        hit = {side: np.zeros(len(v[2]), dtype=bool) for side, v in sides.items()}
+        for chunk in _chunked(texts, []):
+            bench, _ = grams.hashes(chunk, grow=False)
+            for side, (_, _, uniq, _, _) in sides.items():
+                if not len(bench) or not len(uniq):
+                    continue
+                pos = np.minimum(np.searchsorted(uniq, bench), len(uniq) - 1)
+                hit[side][pos[uniq[pos] == bench]] = True
+        out[name] = {}
+        for side, (distinct, where, uniq, inverse, owner) in sides.items():
+            texts_hit = set(owner[hit[side][inverse]].tolist()) if len(uniq) else set()
+            out[name][side] = sorted(i for d in texts_hit for i in where[distinct[d]])
     return out
 
 
