@@ -206,7 +206,10 @@ class ReviewClaim(models.Model):
     expires_at = models.DateTimeField()
     # A claim in a blind audit round (curation.services.audits) holds an audit slot, not a review slot: the review
     # queue counts only claims without an audit, and the two kinds never collide on the uniqueness rules below.
-    audit = models.ForeignKey("Audit", null=True, blank=True, on_delete=models.CASCADE, related_name="claims")
+    # No index of its own: the partial unique index below (audit first) serves every lookup by audit, and a review
+    # claim (audit NULL) then writes no entry for it.
+    audit = models.ForeignKey("Audit", null=True, blank=True, on_delete=models.CASCADE, related_name="claims",
+                              db_index=False)
 
     class Meta:
         constraints = [

@@ -159,6 +159,8 @@ def test_permissions_and_bad_input(principals):
     assert admin.post("/api/audits/", {**body, "size": 0}, format="json").status_code == 400
     audit_id = admin.post("/api/audits/", body, format="json").json()["id"]
     assert principals["reviewer"].client.get(f"/api/audits/{audit_id}/report/").status_code == 403
+    empty = admin.get(f"/api/audits/{audit_id}/report/").json()  # nothing audited yet: figures undefined, not 500
+    assert (empty["audited"], empty["precision"], empty["kappa_ci"], empty["threshold_curve"]) == (0, None, None, [])
     assert admin.get("/api/audits/999999/report/").status_code == 404
     rev = principals["reviewer"].client
     assert rev.post("/api/review/next/", {"audit": 999999}, format="json").status_code == 404
