@@ -197,8 +197,7 @@ class _Grams:
 
     def hashes(self, texts: list[str], *, grow: bool):
         """(hashes, owner): every gram of every text and the index of the text it came from."""
-        np, n = self.np, self.n
-        with np.errstate(over="ignore"):  # the hash is modulo 2^64: wrapping is the arithmetic, not an error
+        with self.np.errstate(over="ignore"):  # the hash is modulo 2^64: wrapping is the arithmetic, not an error
             return self._hashes(texts, grow=grow)
 
     def _hashes(self, texts: list[str], *, grow: bool):
