@@ -204,9 +204,20 @@ class ReviewClaim(models.Model):
     claimed_at = models.DateTimeField(default=timezone.now)
     # Not indexed: every query on live claims names the example or the reviewer, whose indexes it uses.
     expires_at = models.DateTimeField()
+    # A claim in a blind audit round (curation.services.audits) holds an audit slot, not a review slot: the review
+    # queue counts only claims without an audit, and the two kinds never collide on the uniqueness rules below.
+    # No index of its own: the partial unique index below (audit first) serves every lookup by audit, and a review
+    # claim (audit NULL) then writes no entry for it.
+    audit = models.ForeignKey("Audit", null=True, blank=True, on_delete=models.CASCADE, related_name="claims",
+                              db_index=False)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["example", "reviewer"], name="claim_example_reviewer_unique")]
+        constraints = [
+            models.UniqueConstraint(fields=["example", "reviewer"], condition=models.Q(audit__isnull=True),
+                                    name="claim_example_reviewer_unique"),
+            models.UniqueConstraint(fields=["audit", "example", "reviewer"], condition=models.Q(audit__isnull=False),
+                                    name="claim_audit_example_reviewer_unique"),
+        ]
 
 
 class Review(models.Model):
@@ -289,6 +300,7 @@ class DatasetVersion(models.Model):
     recipe = models.JSONField(default=dict, blank=True, help_text='e.g. {"seed": 12345, "mix": {"rank1": 14000, "synthetic": 6000}}')
     content_hash = models.CharField(max_length=64, blank=True, db_index=True)
     example_count = models.PositiveIntegerField(default=0)
+    diagnostics = models.JSONField(default=dict, blank=True, help_text="shortcuts, near-duplicates, contamination (curation.diagnostics)")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.BUILDING)
     error = models.TextField(blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
@@ -333,3 +345,66 @@ class DatasetVersionMember(models.Model):
             models.UniqueConstraint(fields=["version", "example"], name="member_example_unique"),
         ]
         ordering = ["version", "position"]
+
+
+class Audit(models.Model):
+    """A blind audit round: a stratified random sample of a dataset's or a run's examples, filtered-out ones included,
+    judged by reviewers who see neither the intended label nor the reasoner's judgment. Measures the LLM filter."""
+
+    class State(models.TextChoices):
+        OPEN = "open", "Open"
+        CLOSED = "closed", "Closed"
+
+    dataset = models.ForeignKey(Dataset, null=True, blank=True, on_delete=models.CASCADE, related_name="audits")
+    generation_run = models.ForeignKey(GenerationRun, null=True, blank=True, on_delete=models.CASCADE, related_name="audits")
+    size = models.PositiveIntegerField()
+    seed = models.BigIntegerField(default=0)
+    double = models.PositiveIntegerField(default=0, help_text="members audited by two reviewers (human agreement)")
+    state = models.CharField(max_length=8, choices=State.choices, default=State.OPEN)
+    applied_at = models.DateTimeField(null=True, blank=True, help_text="when an admin applied the verdicts")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.CheckConstraint(
+            condition=models.Q(dataset__isnull=True) ^ models.Q(generation_run__isnull=True), name="audit_one_scope")]
+
+    def __str__(self):
+        return f"audit {self.pk}"
+
+
+class AuditMember(models.Model):
+    """One sampled example, with the stratum and the filter's verdict frozen at sampling time."""
+
+    audit = models.ForeignKey(Audit, on_delete=models.CASCADE, related_name="members")
+    example = models.ForeignKey(Example, on_delete=models.CASCADE, related_name="audit_members")
+    position = models.PositiveIntegerField(help_text="random order within the audit (the queue's order)")
+    kept = models.BooleanField(help_text="the filter kept it (status was not filtered_out at sampling)")
+    stratum = models.CharField(max_length=300)
+    verdicts_required = models.PositiveSmallIntegerField(default=1)
+    verdicts_done = models.PositiveSmallIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["audit", "example"], name="auditmember_unique")]
+        indexes = [models.Index(fields=["audit", "position"], name="auditmember_queue_idx")]
+        ordering = ["audit", "position"]
+
+
+class AuditVerdict(models.Model):
+    """A reviewer's blind answer to the relevance question, stored apart from reviews (it changes no status)."""
+
+    class Verdict(models.TextChoices):
+        RELEVANT = "relevant", "Relevant"
+        NOT_RELEVANT = "not_relevant", "Not relevant"
+        UNUSABLE = "unusable", "Unusable"
+
+    member = models.ForeignKey(AuditMember, on_delete=models.CASCADE, related_name="verdicts")
+    reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="audit_verdicts")
+    verdict = models.CharField(max_length=16, choices=Verdict.choices)
+    reason = models.CharField(max_length=200, blank=True)
+    seconds_spent = models.FloatField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["member", "reviewer"], name="auditverdict_one_per_reviewer")]
+        ordering = ["member", "id"]

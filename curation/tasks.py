@@ -6,6 +6,9 @@ from curation.models import DatasetVersion, GenerationRun
 from curation.selectors.aggregates import REFRESH_TASK, aggregate_refresh
 from curation.services import generation
 from curation.services.datasets import RENDER_TASK, dataset_version_render
+from curation.services.diagnostics import (
+    DIAGNOSE_TASK, dataset_version_diagnose, dataset_version_diagnose_claim, dataset_version_diagnose_enqueue,
+)
 from limrank_app.jobs import job_claim, job_keepalive
 
 
@@ -25,9 +28,19 @@ def dataset_version_render_task(version_id):
     if version is None or version.status == DatasetVersion.Status.FAILED:
         return
     dataset_version_render(version=version)
+    dataset_version_diagnose_enqueue(version=version)  # once per version: a version already diagnosed is left alone
 
 
 @shared_task(name=REFRESH_TASK)
 def aggregate_refresh_task(name):
     """Compute a cached aggregate again (curation.selectors.aggregates); idempotent: it only overwrites the cache."""
     aggregate_refresh(name=name)
+
+
+@shared_task(name=DIAGNOSE_TASK)
+def dataset_version_diagnose_task(version_id):
+    """Compute a version's diagnostics (progress on its row). Claims the queued diagnosis first: a redelivered task
+    finds it running or done and does nothing."""
+    if not dataset_version_diagnose_claim(version_id=version_id):
+        return
+    dataset_version_diagnose(version=DatasetVersion.objects.get(pk=version_id))

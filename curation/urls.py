@@ -1,7 +1,7 @@
 from django.urls import path
 
 from .views import datasets, examples
-from .views import review
+from .views import audits, review
 from .views import imports as import_views, prompts as prompt_views, runs as run_views
 
 app_name = "curation"
@@ -28,6 +28,14 @@ urlpatterns = [
     path("review/run/<int:scope_id>/undo/", review.review_undo, {"kind": "run"}, name="review_run_undo"),
     path("review/run/<int:scope_id>/examples/<int:example_id>/decide/", review.review_decide, {"kind": "run"}, name="review_run_decide"),
     path("review/run/<int:scope_id>/examples/<int:example_id>/skip/", review.review_skip, {"kind": "run"}, name="review_run_skip"),
+    # Blind audit rounds of the LLM filter (curation/views/audits.py).
+    path("audits/", audits.audit_list, name="audit_list"),
+    path("audits/<int:pk>/", audits.audit_report, name="audit_report"),
+    path("audits/<int:pk>/apply/", audits.audit_apply, name="audit_apply"),
+    path("audits/<int:pk>/review/", audits.audit_workbench, name="audit_workbench"),
+    path("audits/<int:pk>/review/next/", audits.audit_next, name="audit_next"),
+    path("audits/<int:pk>/review/examples/<int:example_id>/decide/", audits.audit_decide, name="audit_decide"),
+    path("audits/<int:pk>/review/examples/<int:example_id>/skip/", audits.audit_skip, name="audit_skip"),
     # The synthesizer (admins): generation runs, prompt versions, imports (curation/views/runs.py, prompts.py, imports.py).
     path("runs/", run_views.run_list, name="run_list"),
     path("runs/<int:pk>/", run_views.run_detail, name="run_detail"),

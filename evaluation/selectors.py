@@ -10,7 +10,7 @@ from limrank_app.jobs import JobStatus
 
 from .benchmarks import BRIGHT_TASKS, read_run_trec
 from .metrics import metric_label
-from .models import Benchmark, BenchmarkQuery, EvalRun, ReferenceResult, RerankerModel
+from .models import Benchmark, BenchmarkDocument, BenchmarkQuery, EvalRun, ReferenceResult, RerankerModel
 from .plots import leaderboard_bar_svg
 
 # Reported benchmarks with no local data still get their column (headline metric as published).
@@ -185,3 +185,19 @@ def leaderboard_cost_points(board: dict, *, axis: str = "seconds") -> list[dict]
             points.append({"label": row["label"], "ndcg_10": 100 * fmean(ndcg), "cost": total / queries,
                            "smoke": row["smoke"], "runs": len(ndcg), "model_kind": row["model_kind"]})
     return sorted(points, key=lambda p: p["cost"])
+
+
+def benchmark_texts() -> dict:
+    """Every loaded benchmark's query and document texts, read lazily (a generator per benchmark, in chunks): the
+    texts curation's contamination diagnostic checks a dataset version against."""
+    def texts(benchmark_id: int):
+        for text, instruction in (BenchmarkQuery.objects.filter(benchmark_id=benchmark_id)
+                                  .values_list("text", "instruction").iterator(chunk_size=2000)):
+            yield text
+            if instruction:
+                yield instruction
+        for title, text in (BenchmarkDocument.objects.filter(benchmark_id=benchmark_id)
+                            .values_list("title", "text").iterator(chunk_size=2000)):
+            yield f"{title}\n{text}" if title else text
+
+    return {name: texts(pk) for pk, name in Benchmark.objects.order_by("name").values_list("pk", "name")}

@@ -4,14 +4,17 @@ parsers and renderers are the project's defaults, as on every other endpoint."""
 from __future__ import annotations
 
 from django.core.exceptions import ObjectDoesNotExist, ValidationError as DjangoValidationError
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, PolymorphicProxySerializer, extend_schema
 from rest_framework import serializers, status
 from rest_framework.exceptions import NotFound, PermissionDenied, ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from curation.models import Dataset, Example, Review
+from curation.api.audits import AuditVerdictOut, BlindClaimOut
+from curation.models import Audit, AuditVerdict, Dataset, Example, Review
+from curation.selectors import audits as audit_sel
 from curation.selectors import review as sel
+from curation.services import audits as audit_svc
 from curation.services import review as svc
 from limrank_app.api.permissions import IsAdmin, IsReviewer
 
@@ -39,6 +42,22 @@ class ScopeIn(serializers.Serializer):
         return sel.ReviewScope(run_id=d["generation_run"])
 
 
+class NextIn(ScopeIn):
+    audit = _id_field(required=False, help_text="work a blind audit round instead (the card hides the labels)")
+
+    def validate(self, attrs):
+        if sum(bool(attrs.get(k)) for k in ("dataset", "generation_run", "audit")) != 1:
+            raise serializers.ValidationError("give exactly one of dataset, generation_run or audit")
+        return attrs
+
+
+def _audit(audit_id: int) -> Audit:
+    audit = Audit.objects.select_related("dataset", "generation_run__dataset").filter(pk=audit_id).first()
+    if audit is None:
+        raise NotFound(f"no audit {audit_id}")
+    return audit
+
+
 class ClaimedExampleOut(serializers.ModelSerializer):
     """What a reviewer sees: the example, never other reviewers' decisions."""
 
@@ -63,12 +82,26 @@ class ClaimOut(serializers.Serializer):
 
 class SubmitIn(serializers.Serializer):
     example = _id_field()
-    decision = serializers.ChoiceField(choices=Review.Decision.choices)
+    decision = serializers.ChoiceField(choices=Review.Decision.choices, required=False,
+                                       help_text="approve or reject (a review); not with audit")
+    audit = _id_field(required=False, help_text="a blind audit round: give verdict instead of decision")
+    verdict = serializers.ChoiceField(choices=AuditVerdict.Verdict.choices, required=False,
+                                      help_text="the auditor's answer (with audit)")
     reason_code = serializers.IntegerField(required=False, allow_null=True, min_value=1, max_value=5)
     reason = serializers.CharField(required=False, allow_blank=True, max_length=200, default="")
     seconds_spent = serializers.FloatField(required=False, min_value=0, default=0)
     edits = serializers.DictField(required=False, allow_empty=True,
                                   help_text='e.g. {"query": "...", "passage": "...", "trace": "...", "label": true}')
+
+
+    def validate(self, attrs):
+        if attrs.get("audit"):
+            if "verdict" not in attrs or "decision" in attrs or attrs.get("edits") or attrs.get("reason_code"):
+                raise serializers.ValidationError("with audit, give verdict (and optionally reason), not decision, "
+                                                  "reason_code or edits")
+        elif "decision" not in attrs or "verdict" in attrs:
+            raise serializers.ValidationError({"decision": "required (verdict goes with audit)"})
+        return attrs
 
 
 class ReviewOut(serializers.ModelSerializer):
@@ -82,6 +115,10 @@ class ReviewOut(serializers.ModelSerializer):
 
 class ExampleIn(serializers.Serializer):
     example = _id_field()
+
+
+class SkipIn(ExampleIn):
+    audit = _id_field(required=False)
 
 
 class Conflict(serializers.Serializer):
@@ -108,9 +145,22 @@ class ReviewNextView(APIView):
 
     permission_classes = [IsReviewer]
 
-    @extend_schema(request=ScopeIn, responses={200: ClaimOut, 204: OpenApiResponse(description="nothing left to review")})
+    @extend_schema(request=NextIn, responses={200: PolymorphicProxySerializer(
+        component_name="NextClaim", serializers=[ClaimOut, BlindClaimOut], resource_type_field_name=None),
+        204: OpenApiResponse(description="nothing left to review"), 409: Conflict})
     def post(self, request):
-        scope = _valid(ScopeIn, request).scope()
+        data = _valid(NextIn, request)
+        if data.validated_data.get("audit"):
+            audit = _audit(data.validated_data["audit"])
+            try:
+                claim = audit_svc.audit_claim_next(reviewer=request.user, audit=audit)
+            except svc.ReviewError as exc:
+                return _conflict(exc)
+            if claim is None:
+                return Response(status=status.HTTP_204_NO_CONTENT)
+            example = audit_sel.audit_example_for_card(example_id=claim.example_id)
+            return Response(BlindClaimOut({"audit": audit.pk, "example": example, "expires_at": claim.expires_at}).data)
+        scope = data.scope()
         try:
             claim = svc.review_claim_next(reviewer=request.user, scope=scope)
         except ObjectDoesNotExist as exc:
@@ -127,9 +177,24 @@ class ReviewSubmitView(APIView):
 
     permission_classes = [IsReviewer]
 
-    @extend_schema(request=SubmitIn, responses={201: ReviewOut, 403: Conflict, 409: Conflict})
+    @extend_schema(request=SubmitIn, responses={201: PolymorphicProxySerializer(
+        component_name="SubmitResult", serializers=[ReviewOut, AuditVerdictOut], resource_type_field_name=None),
+        403: Conflict, 409: Conflict})
     def post(self, request):
         d = _valid(SubmitIn, request).validated_data
+        if d.get("audit"):
+            audit = _audit(d["audit"])
+            try:
+                verdict = audit_svc.audit_verdict_submit(reviewer=request.user, audit=audit, example=d["example"],
+                                                         verdict=d["verdict"], reason=d["reason"],
+                                                         seconds_spent=d["seconds_spent"])
+            except svc.ClaimMissing as exc:
+                raise PermissionDenied(str(exc)) from None
+            except svc.ReviewError as exc:
+                return _conflict(exc)
+            except DjangoValidationError as exc:
+                raise _django_errors(exc) from None
+            return Response(AuditVerdictOut(verdict).data, status=status.HTTP_201_CREATED)
         try:
             review = svc.review_submit(reviewer=request.user, example=d["example"], decision=d["decision"],
                                        reason=d["reason"], reason_code=d.get("reason_code"),
@@ -149,11 +214,15 @@ class ReviewSkipView(APIView):
 
     permission_classes = [IsReviewer]
 
-    @extend_schema(request=ExampleIn, responses={204: None, 403: Conflict})
+    @extend_schema(request=SkipIn, responses={204: None, 403: Conflict})
     def post(self, request):
-        example = _valid(ExampleIn, request).validated_data["example"]
+        d = _valid(SkipIn, request).validated_data
+        example = d["example"]
         try:
-            svc.review_skip(reviewer=request.user, example=example)
+            if d.get("audit"):
+                audit_svc.audit_skip(reviewer=request.user, audit=_audit(d["audit"]), example=example)
+            else:
+                svc.review_skip(reviewer=request.user, example=example)
         except svc.ClaimMissing as exc:
             raise PermissionDenied(str(exc)) from None
         return Response(status=status.HTTP_204_NO_CONTENT)

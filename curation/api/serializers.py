@@ -213,3 +213,6 @@ class DatasheetSerializer(serializers.Serializer):
     judged = serializers.IntegerField()
     reviewers = serializers.ListField(child=_AnyObject())
     agreement = _AnyObject()
+    audits = serializers.ListField(child=_AnyObject(), required=False,
+                                   help_text="report cards of the blind audits that sampled this version's examples")
+    diagnostics = _AnyObject(required=False, help_text="shortcut AUCs, near-duplicates, contamination (curation.diagnostics)")

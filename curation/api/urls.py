@@ -3,6 +3,7 @@ from django.urls import path
 from rest_framework.routers import SimpleRouter
 
 from curation.api import views
+from curation.api import audits as audits_api
 from curation.api import review as review_api
 
 router = SimpleRouter()
@@ -21,4 +22,8 @@ urlpatterns = router.urls + [
     path("review/skip/", review_api.ReviewSkipView.as_view(), name="api-review-skip"),
     path("review/undo/", review_api.ReviewUndoView.as_view(), name="api-review-undo"),
     path("review/agreement/", review_api.ReviewAgreementView.as_view(), name="api-review-agreement"),
+    # Blind audit rounds of the LLM filter (curation/api/audits.py); reviewers work them through review/next|submit.
+    path("audits/", audits_api.AuditListView.as_view(), name="api-audits"),
+    path("audits/<int:pk>/report/", audits_api.AuditReportView.as_view(), name="api-audit-report"),
+    path("audits/<int:pk>/apply/", audits_api.AuditApplyView.as_view(), name="api-audit-apply"),
 ]

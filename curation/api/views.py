@@ -23,6 +23,7 @@ from curation.api import serializers as s
 from curation.generation_params import FIELD_NAMES as GENERATION_FIELDS
 from curation.generation_params import GenerationParams
 from curation.models import DatasetVersion, GenerationRun, Persona, Review, SeedQuery
+from curation.selectors import audits as audit_selectors
 from curation.selectors import datasets as dataset_selectors
 from curation.selectors import example_list
 from curation.services import datasets as dataset_services
@@ -327,7 +328,9 @@ class DatasetVersionViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewS
     @extend_schema(responses=s.DatasheetSerializer, filters=False)
     @action(detail=True, methods=["get"], pagination_class=None, filterset_class=None)
     def datasheet(self, request, pk=None):
-        sheet = dataset_selectors.dataset_version_datasheet(version=self.get_object())
+        version = self.get_object()
+        sheet = dataset_selectors.dataset_version_datasheet(version=version)
+        sheet.update(audits=audit_selectors.audit_reports_for_version(version=version), diagnostics=version.diagnostics)
         return Response(s.DatasheetSerializer(sheet, context={"request": request}).data)
 
     @extend_schema(

@@ -128,7 +128,7 @@ def claim_is_skip(claim: ReviewClaim) -> bool:
 
 
 def _with_free_slot(qs: QuerySet[Example], *, reviewer, now: datetime) -> QuerySet[Example]:
-    others = (ReviewClaim.objects.filter(example_id=OuterRef("pk"), expires_at__gt=now).exclude(reviewer=reviewer)
+    others = (ReviewClaim.objects.filter(example_id=OuterRef("pk"), audit=None, expires_at__gt=now).exclude(reviewer=reviewer)
               .order_by().values("example_id").annotate(n=Count("pk")).values("n"))
     return (qs.alias(slots_required=Coalesce(NullIf(F("dataset__reviews_required"), 0), 1),
                      slots_held=Coalesce(Subquery(others), 0))
@@ -146,7 +146,7 @@ def review_queue_candidates(*, reviewer, scope: ReviewScope, now: datetime, incl
     mine = Review.objects.filter(example_id=OuterRef("pk"), reviewer=reviewer, undone=False, is_adjudication=False)
     qs = scope.examples().filter(status=Example.Status.PENDING_REVIEW).exclude(Exists(mine))
     if not include_skipped:
-        skipped = ReviewClaim.objects.filter(example_id=OuterRef("pk"), reviewer=reviewer,
+        skipped = ReviewClaim.objects.filter(example_id=OuterRef("pk"), reviewer=reviewer, audit=None,
                                              expires_at__lte=F("claimed_at"))
         qs = qs.exclude(Exists(skipped))
     return _with_free_slot(qs, reviewer=reviewer, now=now).order_by("pk")
@@ -157,7 +157,7 @@ def review_claim_current(*, reviewer, scope: ReviewScope, now: datetime) -> Revi
     the workbench page shows it without renewing it)."""
     mine = Review.objects.filter(example_id=OuterRef("example_id"), reviewer=reviewer, undone=False,
                                  is_adjudication=False)
-    return (ReviewClaim.objects.filter(scope.example_q("example__"), reviewer=reviewer, expires_at__gt=now,
+    return (ReviewClaim.objects.filter(scope.example_q("example__"), reviewer=reviewer, audit=None, expires_at__gt=now,
                                        example__status=Example.Status.PENDING_REVIEW)
             .exclude(Exists(mine)).order_by("-claimed_at", "-id").first())
 

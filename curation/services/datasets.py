@@ -17,10 +17,11 @@ from curation.hashing import text_hash
 from curation.models import Dataset, DatasetVersion, DatasetVersionMember, Example, GeneratedQuery
 from curation.selectors.datasets import dataset_version_datasheet_compute
 from curation.services.bulk import bulk_insert
+from curation.services.diagnostics import build_options_normalize, examples_build_exclusions
 
 # What a version's `filters` may say (documented in the API schema and the README).
 FILTER_KEYS = ("status", "origin", "variant", "domain", "label", "prompt_versions", "reasoner_model", "datasets", "generation_run")
-RECIPE_KEYS = ("seed", "mix", "shuffle")
+RECIPE_KEYS = ("seed", "mix", "shuffle", "dedupe", "exclude_contaminated")
 DEFAULT_FILTERS = {"status": [Example.Status.APPROVED]}
 BUILD_CHUNK = 10_000
 RENDER_TASK = "curation.tasks.dataset_version_render_task"
@@ -141,7 +142,7 @@ def dataset_version_recipe_normalize(recipe: dict | None) -> dict:
     shuffle = recipe.get("shuffle", True)
     if not isinstance(shuffle, bool):
         raise ValidationError({"recipe": "shuffle: must be true or false"})
-    return {"seed": seed, "mix": dict(sorted(mix.items())), "shuffle": shuffle}
+    return {"seed": seed, "mix": dict(sorted(mix.items())), "shuffle": shuffle, **build_options_normalize(recipe)}
 
 
 def examples_matching(*, filters: dict) -> QuerySet[Example]:
@@ -177,6 +178,9 @@ def dataset_version_select(*, filters: dict, recipe: dict) -> list[int]:
     """The example ids of a version, in order. Deterministic in (data, filters, recipe): candidates are
     ordered by content hash (not by id), so the same data imported elsewhere gives the same selection."""
     qs = examples_matching(filters=filters)
+    drop = examples_build_exclusions(examples=qs, recipe=recipe)  # near-duplicates, contamination (when asked)
+    if drop:
+        qs = qs.exclude(pk__in=drop)
     seed = recipe["seed"]
     if recipe["mix"]:
         selected: list[int] = []

@@ -122,7 +122,7 @@ def _claim_first_free(*, reviewer, scope: ReviewScope, now: datetime, expires: d
 def _claim_hold(*, example_id: int, reviewer, now: datetime, expires: datetime) -> ReviewClaim:
     """Write the reviewer's claim on an example the caller holds locked (a skip or an expired claim of theirs is
     renewed). Every writer of claims locks the example first, so nothing can insert this claim meanwhile."""
-    claim = ReviewClaim.objects.filter(example_id=example_id, reviewer=reviewer).first()
+    claim = ReviewClaim.objects.filter(example_id=example_id, reviewer=reviewer, audit=None).first()
     if claim is None:
         return ReviewClaim.objects.create(example_id=example_id, reviewer=reviewer, claimed_at=now, expires_at=expires)
     claim.claimed_at, claim.expires_at = now, expires
@@ -140,7 +140,7 @@ def review_submit(*, reviewer, example: Example | int, decision: str, reason: st
     example_id = example if isinstance(example, int) else example.pk
     with transaction.atomic():
         ex = _lock_example(example_id)
-        claim = ReviewClaim.objects.filter(example_id=ex.pk, reviewer=reviewer).first()
+        claim = ReviewClaim.objects.filter(example_id=ex.pk, reviewer=reviewer, audit=None).first()
         if claim is None or claim_is_skip(claim):
             raise ClaimMissing(f"you hold no claim on example {ex.pk}; ask the queue for your next example")
         if ex.status != Example.Status.PENDING_REVIEW:
@@ -213,7 +213,7 @@ def review_skip(*, reviewer, example: Example | int, now: datetime | None = None
     example_id = example if isinstance(example, int) else example.pk
     with transaction.atomic():
         # Skips are zero-length claims (see selectors.claim_is_skip): no slot held, and remembered.
-        n = ReviewClaim.objects.filter(example_id=example_id, reviewer=reviewer, expires_at__gt=F("claimed_at")) \
+        n = ReviewClaim.objects.filter(example_id=example_id, reviewer=reviewer, audit=None, expires_at__gt=F("claimed_at")) \
             .update(claimed_at=now, expires_at=now)
         if not n:
             raise ClaimMissing(f"you hold no claim on example {example_id}")
@@ -387,6 +387,6 @@ def examples_bulk_decide(*, admin, examples: QuerySet[Example], decision: str, r
             chunk = ids[start:start + batch_size]
             bulk_reviews_insert_select(example_ids=chunk, reviewer_id=admin.pk, decision=decision,
                                        reason=reason[:200] or "bulk decision", is_adjudication=True, now=now)
-            ReviewClaim.objects.filter(example_id__in=chunk).delete()
+            ReviewClaim.objects.filter(example_id__in=chunk, audit=None).delete()
             changed += Example.objects.filter(pk__in=chunk).update(status=status, updated_at=now)
     return changed

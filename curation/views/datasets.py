@@ -7,11 +7,13 @@ from django.core.exceptions import ValidationError
 from django.db.models import Count
 from django.shortcuts import get_object_or_404, redirect, render
 
+from curation import audit_charts
 from curation.exports import FORMATS
 from curation.models import Dataset, Example, GeneratedQuery
+from curation.selectors import audits as audit_selectors
 from curation.selectors import datasets as selectors
 from curation.services.datasets import dataset_version_build
-from limrank_app.roles import admin_required, reviewer_required
+from limrank_app.roles import admin_required, reviewer_required, user_is_admin
 
 ORIGINS = Example.Origin.choices
 
@@ -93,4 +95,10 @@ def version_build(request):
 def version_detail(request, pk: int):
     version = get_object_or_404(selectors.dataset_version_list(), pk=pk)
     sheet = selectors.dataset_version_datasheet(version=version)
-    return render(request, "curation/version_detail.html", {"sheet": sheet, "version": version, "formats": FORMATS})
+    sheet["audits"] = audit_selectors.audit_reports_for_version(version=version)
+    shortcuts = (version.diagnostics or {}).get("shortcuts")
+    shortcut_svg = audit_charts.chart_shortcut_aucs(features=shortcuts["features"], threshold=shortcuts["threshold"]) \
+        if shortcuts else ""
+    return render(request, "curation/version_detail.html", {"sheet": sheet, "version": version, "formats": FORMATS,
+                                                            "is_admin": user_is_admin(request.user),
+                                                            "shortcut_svg": shortcut_svg})

@@ -168,7 +168,7 @@ def review_undo(request, scope_id: int, kind: str = "dataset"):
         return _respond(request, scope, error=str(exc), status=409)
     if review is None:
         return _respond(request, scope, error="Nothing to undo.")
-    claim = ReviewClaim.objects.get(example_id=review.example_id, reviewer=request.user)
+    claim = ReviewClaim.objects.get(example_id=review.example_id, reviewer=request.user, audit=None)
     return _respond(request, scope, claim=claim, undone=review,
                     flash=f"Undid your {NOUNS[review.decision]} of example {review.example_id}; decide again.")
 

