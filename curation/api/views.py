@@ -99,7 +99,8 @@ class ExampleViewSet(ImportActionMixin, viewsets.ReadOnlyModelViewSet):
     filterset_class = filters.ExampleFilter
 
     def get_queryset(self):
-        return example_list().select_related("passage", "query", "dataset")
+        viewer = None if getattr(self, "swagger_fake_view", False) else self.request.user
+        return example_list(viewer=viewer).select_related("passage", "query", "dataset")
 
     def get_serializer_context(self):
         return {**super().get_serializer_context(), "reviews_visible": filters.example_reviews_visible_to_all(user=self.request.user)}

@@ -190,3 +190,26 @@ def test_apply_sets_statuses_and_closes(principals, api_admin):
     assert r.json()["changed"] == 1 + 2 + 3  # the rescued filtered-out one, two kept ones rejected, 3 filtered rejected
     assert Audit.objects.get(pk=audit.pk).state == "closed"
     assert principals["admin"].client.post(f"/api/audits/{audit.pk}/apply/").status_code == 409
+
+
+def test_open_audit_members_are_out_of_reviewers_example_views_until_it_closes(principals, api_admin):
+    """The blind card would be pointless if the examples API or page showed the same example's label and status."""
+    examples, verdicts = audit_examples()
+    audit = audit_svc.audit_create(admin=api_admin, dataset=examples[0].dataset, size=4, seed=5)
+    sampled = set(AuditMember.objects.filter(audit=audit).values_list("example_id", flat=True))
+    assert len(sampled) == 4
+    reviewer, admin = principals["reviewer"].client, principals["admin"].client
+
+    def listed(client):
+        r = client.get("/api/examples/", {"dataset": examples[0].dataset_id, "page_size": 100})
+        assert r.status_code == 200
+        return {row["id"] for row in r.json()["results"]}
+
+    everything = {e.pk for e in examples}
+    assert listed(reviewer) == everything - sampled and listed(admin) == everything
+    one = next(iter(sampled))
+    assert reviewer.get(f"/api/examples/{one}/").status_code == 404
+    assert reviewer.get(f"/examples/{one}/").status_code == 404
+    assert admin.get(f"/api/examples/{one}/").status_code == 200
+    Audit.objects.filter(pk=audit.pk).update(state=Audit.State.CLOSED)
+    assert listed(reviewer) == everything and reviewer.get(f"/api/examples/{one}/").status_code == 200
