@@ -165,6 +165,7 @@ def dataset_ensure(name: str, description: str):
 
 def versions_build(*, rows: list[dict], flipped: list[dict], seed: int, tag: str, log=print):
     """(curated version, unreviewed version, counts) through import, review and build services."""
+    from curation.hashing import text_normalize
     from curation.models import Example
     from curation.services.datasets import dataset_version_build
     from curation.services.imports import examples_import
@@ -185,12 +186,13 @@ def versions_build(*, rows: list[dict], flipped: list[dict], seed: int, tag: str
         f"{imp_r.duplicates} already there (held by the unreviewed dataset)")
 
     # The reviewer: an admin who knows the truth (the qrels) approves what is right and rejects what is not.
-    truth = {(r["query"], r["title"], r["passage"]): r["label"] for r in rows}
+    # Texts compared as the import stored them (whitespace collapsed: curation.hashing.text_normalize).
+    truth = {tuple(map(text_normalize, (r["query"], r["title"], r["passage"]))): r["label"] for r in rows}
     pool = Example.objects.filter(dataset__in=[control, curated])
     approve, reject = [], []
     for pk, q, t, p, label in pool.values_list("id", "query__text", "passage__title", "passage__text",
                                                "intended_label"):
-        (approve if truth.get((q, t, p)) == label else reject).append(pk)
+        (approve if truth.get(tuple(map(text_normalize, (q, t, p)))) == label else reject).append(pk)
     reviewer = reviewer_ensure()
     n_ok = examples_bulk_decide(admin=reviewer, examples=Example.objects.filter(pk__in=approve),
                                 decision=Review.Decision.APPROVE, reason="loop_cpu: label agrees with the qrels")
