@@ -39,7 +39,7 @@ class EmbeddingReranker(Reranker):
     def _encode(self, texts: list[str]):
         """Normalised embeddings of `texts` (in order), batched by the model in length order."""
         if not texts:
-            return self.torch.empty((0, self.model.get_sentence_embedding_dimension()))
+            return self.torch.empty((0, self.model.get_embedding_dimension()))
         vectors = self.model.encode(texts, batch_size=self.batch_size, convert_to_tensor=True,
                                     normalize_embeddings=True, show_progress_bar=False)
         encoded = self.model.tokenizer(texts, truncation=True, max_length=self.model.max_seq_length)["input_ids"]
