@@ -67,7 +67,7 @@ def test_training_on_a_handful_of_examples_lowers_the_loss_and_widens_the_margin
     before, _ = _margin(embedding.embedding_model_load(minilm_path(), max_length=48), rows)
     result = embedding.train(config=config, rows=rows)
     losses = [loss for _, loss in result.metrics["loss"]]
-    assert result.global_step == result.total_steps == 8  # 8 triples / batch 4 × 4 epochs
+    assert result.metrics["triples"] >= 8 and result.global_step == result.total_steps >= 8  # batch 4 × 4 epochs
     assert sum(losses[-2:]) / 2 < sum(losses[:2]) / 2, losses
     after, _ = _margin(embedding.embedding_model_load(result.output_dir, max_length=48), rows)
     assert after > before + 0.01, (before, after)
