@@ -219,15 +219,19 @@ def benchmark_demo_ensure() -> Benchmark:
 def reranker_model_from_artifact(*, artifact: ModelArtifact) -> RerankerModel:
     """The scorable model of a training artifact, named after it (idempotent: a retried job updates it)."""
     causal = artifact.kind in (ModelArtifact.Kind.LORA_ADAPTER, ModelArtifact.Kind.FULL_MODEL)
+    max_length = artifact.hyperparameters.get("max_length")
+    if artifact.kind == ModelArtifact.Kind.EMBEDDING:
+        kind = RerankerModel.Kind.EMBEDDING
+        config = {"backend": "sentence-transformers", "max_length": max_length}
+    else:
+        kind = RerankerModel.Kind.CAUSAL_LM if causal else RerankerModel.Kind.CROSS_ENCODER
+        config = {"backend": "transformers", "adapter": artifact.kind == ModelArtifact.Kind.LORA_ADAPTER,
+                  "prompt": "rank1" if causal else "pair", "max_length": max_length,
+                  "loader": "training.lora.reranker_load"}
     model, _ = RerankerModel.objects.update_or_create(
         name=artifact.name,
-        defaults={
-            "kind": RerankerModel.Kind.CAUSAL_LM if causal else RerankerModel.Kind.CROSS_ENCODER,
-            "path": artifact.path, "base_model": artifact.base_model, "artifact": artifact,
-            "config": {"backend": "transformers", "adapter": artifact.kind == ModelArtifact.Kind.LORA_ADAPTER,
-                       "prompt": "rank1" if causal else "pair",
-                       "max_length": artifact.hyperparameters.get("max_length"), "loader": "training.lora.reranker_load"},
-        },
+        defaults={"kind": kind, "path": artifact.path, "base_model": artifact.base_model, "artifact": artifact,
+                  "config": config},
     )
     return model
 

@@ -34,6 +34,7 @@ class TrainingJob(JobState):
     class Backbone(models.TextChoices):
         CAUSAL_LM = "causal-lm", "Causal LM, pointwise reasoning (Rank1/LimRank)"
         CROSS_ENCODER = "cross-encoder", "Cross-encoder (sequence classification)"
+        EMBEDDING = "embedding", "Bi-encoder (sentence-transformers embeddings)"
 
     name = models.CharField(max_length=200, blank=True)
     dataset_version = models.ForeignKey("curation.DatasetVersion", on_delete=models.PROTECT, related_name="training_jobs")
@@ -56,6 +57,7 @@ class ModelArtifact(models.Model):
         LORA_ADAPTER = "lora-adapter", "LoRA adapter"
         FULL_MODEL = "full-model", "Full model"
         CROSS_ENCODER = "cross-encoder", "Cross-encoder"
+        EMBEDDING = "embedding", "Bi-encoder (sentence-transformers)"
 
     training_job = models.OneToOneField(TrainingJob, null=True, blank=True, on_delete=models.SET_NULL, related_name="artifact")
     name = models.CharField(max_length=200, unique=True)

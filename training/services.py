@@ -26,7 +26,7 @@ from limrank_app.jobs import JobStatus, job_cancel, job_enqueue_on_commit, job_f
 
 from .models import ModelArtifact, TrainingJob
 from .presets import FIELD_NAMES, ConfigError, TrainingConfig, config_build
-from . import lora
+from . import embedding, lora
 from .signals import model_artifact_registered
 
 log = logging.getLogger(__name__)
@@ -148,7 +148,8 @@ class JobReporter:
 def training_job_train(*, job: TrainingJob, foreground: bool = False):
     """Run the training loop in this process (one rank under accelerate, or the whole job)."""
     config = training_job_config(job=job)
-    return lora.train(config=config, rows=training_job_rows(job=job), reporter=JobReporter(job), foreground=foreground)
+    trainer = embedding.train if config.backbone == "embedding" else lora.train
+    return trainer(config=config, rows=training_job_rows(job=job), reporter=JobReporter(job), foreground=foreground)
 
 
 def _database_url() -> str:
@@ -204,6 +205,8 @@ def model_artifact_register(*, job: TrainingJob, config: TrainingConfig, result)
     path = Path(result.output_dir)
     if config.backbone == "causal-lm":
         kind = ModelArtifact.Kind.LORA_ADAPTER if (path / "adapter_config.json").exists() else ModelArtifact.Kind.FULL_MODEL
+    elif config.backbone == "embedding":
+        kind = ModelArtifact.Kind.EMBEDDING
     else:
         kind = ModelArtifact.Kind.CROSS_ENCODER
     name = f"training-job-{job.pk}"

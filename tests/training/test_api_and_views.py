@@ -62,7 +62,7 @@ def test_api_permissions_launch_validation_and_cancel(version, tiny_qwen_dir, dj
     assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
 
     presets = writer.get("/api/training-presets/").json()
-    assert {p["name"] for p in presets} == {"paper", "released", "rank1", "cpu-demo"}
+    assert {p["name"] for p in presets} == {"paper", "released", "rank1", "cpu-demo", "cpu-demo-cross-encoder"}
     assert writer.get("/api/model-artifacts/").status_code == 200
 
 
@@ -124,7 +124,7 @@ def test_train_command_validates_and_queues(version, tiny_qwen_dir, django_captu
     with mock.patch("training.tasks.training_job_execute_task.delay") as delay:
         with django_capture_on_commit_callbacks(execute=True):
             call_command("train", "--dataset-version", str(version.pk), "--backbone", "cross-encoder",
-                         "--preset", "cpu-demo", "--set", "epochs=2", "--set", "max_length=64")
+                         "--preset", "cpu-demo-cross-encoder", "--set", "epochs=2", "--set", "max_length=64")
     job = TrainingJob.objects.get()
     delay.assert_called_once_with(job.pk)
     assert job.backbone == "cross-encoder" and job.hyperparameters["epochs"] == 2.0 and job.hyperparameters["max_length"] == 64

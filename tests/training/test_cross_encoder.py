@@ -12,7 +12,7 @@ def test_minilm_cross_encoder_loss_falls_on_scifact(shared_data, tmp_path):
     rows = scifact_rows(shared_data / "scifact", n_positives=100)  # 200 pairs: qrels positives + sampled negatives
     assert len(rows) == 200 and sum(r["label"] for r in rows) == 100
     # Short sequences keep the test fast on a shared 2-core machine; the preset's other values are as shipped.
-    config = config_build(preset="cpu-demo", values={"output_dir": str(tmp_path / "ce"), "max_length": 48,
+    config = config_build(preset="cpu-demo-cross-encoder", values={"output_dir": str(tmp_path / "ce"), "max_length": 48,
                                                      "save_steps": 1000})
     assert config.base_model == minilm_path() and config.backbone == "cross-encoder"
     started = time.monotonic()

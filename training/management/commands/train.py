@@ -8,7 +8,7 @@ from curation.models import DatasetVersion
 from limrank_app.jobs import job_claim
 from training.models import TrainingJob
 from training import services
-from training.presets import PRESETS, ConfigError, overrides_parse
+from training.presets import BACKBONES, PRESETS, ConfigError, overrides_parse
 
 
 class Command(BaseCommand):
@@ -17,7 +17,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--dataset-version", type=int, required=True, help="DatasetVersion id")
-        parser.add_argument("--backbone", choices=["causal-lm", "cross-encoder"])
+        parser.add_argument("--backbone", choices=list(BACKBONES))
         parser.add_argument("--base-model", help="local model directory or hub id (default: the preset's)")
         parser.add_argument("--preset", default="released", choices=[*PRESETS, "custom"])
         parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
