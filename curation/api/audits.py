@@ -48,7 +48,8 @@ class AuditOut(serializers.ModelSerializer):
 
 class BlindExampleOut(serializers.ModelSerializer):
     """The example as an auditor sees it before deciding: no intended label, reasoner judgment, votes or trace, no
-    status (filtered out would tell the filter's verdict) and no passage kind (a hard negative tells the label)."""
+    status (filtered out would tell the filter's verdict) and no passage kind (a hard negative tells the label).
+    The review queue's ClaimedExampleOut adds those to it."""
 
     query = serializers.CharField(source="query.text")
     instruction = serializers.CharField(source="query.instruction")

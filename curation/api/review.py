@@ -10,8 +10,8 @@ from rest_framework.exceptions import NotFound, PermissionDenied, ValidationErro
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from curation.api.audits import AuditVerdictOut, BlindClaimOut
-from curation.models import Audit, AuditVerdict, Dataset, Example, Review
+from curation.api.audits import AuditVerdictOut, BlindClaimOut, BlindExampleOut
+from curation.models import Audit, AuditVerdict, Dataset, Review
 from curation.selectors import audits as audit_sel
 from curation.selectors import review as sel
 from curation.services import audits as audit_svc
@@ -58,19 +58,10 @@ def _audit(audit_id: int) -> Audit:
     return audit
 
 
-class ClaimedExampleOut(serializers.ModelSerializer):
+class ClaimedExampleOut(BlindExampleOut):
     """What a reviewer sees: the example, never other reviewers' decisions."""
 
-    query = serializers.CharField(source="query.text")
-    instruction = serializers.CharField(source="query.instruction")
-    persona = serializers.CharField(source="query.persona.text", default=None)
-    variant = serializers.CharField(source="query.variant")
-    domain = serializers.CharField(source="query.domain")
-    passage_title = serializers.CharField(source="passage.title")
-    passage = serializers.CharField(source="passage.text")
-
-    class Meta:
-        model = Example
+    class Meta(BlindExampleOut.Meta):
         fields = ["id", "dataset", "query", "instruction", "persona", "variant", "domain", "passage_title", "passage",
                   "intended_label", "reasoner_judgment", "judgment_votes", "reasoning_trace", "origin"]
 

@@ -21,7 +21,7 @@ from django.utils import timezone
 
 from curation.models import Audit, AuditMember, AuditVerdict, Dataset, Example, GenerationRun, Review, ReviewClaim
 from curation.selectors import audits as sel
-from curation.services.review import ClaimMissing, ReviewError, _locking
+from curation.services.review import ClaimMissing, ReviewError, _locking, claim_resume_or_next
 from limrank_app.roles import user_is_admin, user_is_reviewer
 
 MAX_AUDIT_SIZE = 20000
@@ -99,20 +99,11 @@ def audit_claim_next(*, reviewer, audit: Audit, now: datetime | None = None) -> 
         raise ReviewError(f"audit {audit.pk} is closed")
     now = now or timezone.now()
     expires = now + timedelta(minutes=sel.audit_claim_minutes(audit=audit))
-    with transaction.atomic():
-        current = sel.audit_claim_current(reviewer=reviewer, audit=audit, now=now)
-        if current is not None:
-            ReviewClaim.objects.filter(pk=current.pk).update(expires_at=expires)
-            current.expires_at = expires
-            return current
-    for include_skipped in (False, True):
-        for wait in (False, True):
-            with transaction.atomic():
-                claim = _claim_first_free(reviewer=reviewer, audit=audit, now=now, expires=expires,
-                                          include_skipped=include_skipped, wait=wait)
-            if claim is not None:
-                return claim
-    return None
+    return claim_resume_or_next(
+        current=lambda: sel.audit_claim_current(reviewer=reviewer, audit=audit, now=now),
+        first_free=lambda include_skipped, wait: _claim_first_free(
+            reviewer=reviewer, audit=audit, now=now, expires=expires, include_skipped=include_skipped, wait=wait),
+        expires=expires)
 
 
 def _claim_first_free(*, reviewer, audit: Audit, now, expires, include_skipped: bool, wait: bool) -> ReviewClaim | None:

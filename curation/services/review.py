@@ -84,20 +84,30 @@ def review_claim_next(*, reviewer, scope: ReviewScope, now: datetime | None = No
     _require_reviewer(reviewer)
     now = now or timezone.now()
     expires = now + timedelta(minutes=scope.load().claim_minutes)
+    return claim_resume_or_next(
+        current=lambda: review_claim_current(reviewer=reviewer, scope=scope, now=now),
+        first_free=lambda include_skipped, wait: _claim_first_free(
+            reviewer=reviewer, scope=scope, now=now, expires=expires, include_skipped=include_skipped, wait=wait),
+        expires=expires)
+
+
+def claim_resume_or_next(*, current, first_free, expires: datetime) -> ReviewClaim | None:
+    """The claim order shared by the review queue and audits: the reviewer's own unexpired claim (extended to
+    `expires`), else `first_free(include_skipped, wait)` pass after pass.
+
+    Rows other reviewers are claiming right now are skipped first; only when that leaves nothing does a pass wait
+    for them (they may still have a slot: a queue's last examples must not read as empty). Each pass is its own
+    transaction and locks in id order, so a waiting pass never holds a lock another claimer waits for out of order."""
     with transaction.atomic():
-        current = review_claim_current(reviewer=reviewer, scope=scope, now=now)
-        if current is not None:
-            ReviewClaim.objects.filter(pk=current.pk).update(expires_at=expires)
-            current.expires_at = expires
-            return current
-    # Rows other reviewers are claiming right now are skipped first; only when that leaves nothing does a pass wait
-    # for them (they may still have a slot: a queue's last examples must not read as empty). Each pass is its own
-    # transaction and locks in id order, so a waiting pass never holds a lock another claimer waits for out of order.
+        held = current()
+        if held is not None:
+            ReviewClaim.objects.filter(pk=held.pk).update(expires_at=expires)
+            held.expires_at = expires
+            return held
     for include_skipped in (False, True):
         for wait in (False, True):
             with transaction.atomic():
-                claim = _claim_first_free(reviewer=reviewer, scope=scope, now=now, expires=expires,
-                                          include_skipped=include_skipped, wait=wait)
+                claim = first_free(include_skipped, wait)
             if claim is not None:
                 return claim
     return None
