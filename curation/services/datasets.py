@@ -7,6 +7,7 @@ import random
 from collections.abc import Callable
 
 from celery import current_app
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import Max, Q, QuerySet
@@ -14,10 +15,13 @@ from django.db.models.fields.json import KeyTransform
 
 from curation import exports
 from curation.hashing import text_hash
-from curation.models import Dataset, DatasetVersion, DatasetVersionMember, Example, GeneratedQuery
+from curation.models import (
+    Dataset, DatasetVersion, DatasetVersionBuild, DatasetVersionMember, Example, GeneratedQuery,
+)
 from curation.selectors.datasets import dataset_version_datasheet_compute
 from curation.services.bulk import bulk_insert
 from curation.services.diagnostics import build_options_normalize, examples_build_exclusions
+from limrank_app.jobs import JobStatus, job_enqueue_on_commit, job_finish, job_progress_detached, job_resume
 
 # What a version's `filters` may say (documented in the API schema and the README).
 FILTER_KEYS = ("status", "origin", "variant", "domain", "label", "prompt_versions", "reasoner_model", "datasets", "generation_run")
@@ -266,13 +270,23 @@ def dataset_version_build(
     return dataset_version_render(version=version) if render_now else version
 
 
-def _build(*, dataset, filters, recipe, ids, created_by, name, progress) -> DatasetVersion:
+def _version_create(*, dataset, filters, recipe, created_by, name) -> DatasetVersion:
+    """The dataset's next version number, taken under a lock on the dataset row (inside the caller's transaction)."""
     Dataset.objects.select_for_update().filter(pk=dataset.pk).first()
     number = (DatasetVersion.objects.filter(dataset=dataset).aggregate(m=Max("version"))["m"] or 0) + 1
-    version = DatasetVersion.objects.create(
+    return DatasetVersion.objects.create(
         dataset=dataset, version=number, name=name, filters=filters, recipe=recipe,
         status=DatasetVersion.Status.BUILDING, created_by=created_by,
     )
+
+
+def _build(*, dataset, filters, recipe, ids, created_by, name, progress) -> DatasetVersion:
+    version = _version_create(dataset=dataset, filters=filters, recipe=recipe, created_by=created_by, name=name)
+    return _members_write(version=version, ids=ids, progress=progress)
+
+
+def _members_write(*, version: DatasetVersion, ids: list[int], progress) -> DatasetVersion:
+    """Write the version's members (positions in `ids` order), its content hash, count and datasheet."""
     hasher = hashlib.sha256()
     total = len(ids)
     for start in range(0, total, BUILD_CHUNK):
@@ -295,6 +309,112 @@ def _build(*, dataset, filters, recipe, ids, created_by, name, progress) -> Data
     version.datasheet = dataset_version_datasheet_compute(version=version)  # once: a version never changes
     version.save(update_fields=["content_hash", "example_count", "datasheet"])
     return version
+
+
+# ---------------------------------------------------------------- large builds: a Celery job (issue 21)
+
+
+def dataset_version_build_size(*, dataset: Dataset, filters: dict | None, recipe: dict | None) -> int:
+    """How many members a build would write, at most: the mix's total, or the matching examples counted up to
+    LIMRANK_BULK_JOB_THRESHOLD + 1 (a bounded count). Raises ValidationError for an invalid filter or recipe."""
+    filters = dataset_version_filters_normalize(dataset=dataset, filters=filters)
+    recipe = dataset_version_recipe_normalize(recipe)
+    if recipe["mix"]:
+        return sum(recipe["mix"].values())
+    cap = settings.LIMRANK_BULK_JOB_THRESHOLD + 1
+    return examples_matching(filters=filters).values("pk")[:cap].count()
+
+
+def dataset_version_request(*, dataset: Dataset, filters: dict | None, recipe: dict | None, created_by=None,
+                            name: str = "") -> tuple[DatasetVersion, DatasetVersionBuild | None]:
+    """Build a version in the request when it is small, or queue its build as a job when it has more than
+    LIMRANK_BULK_JOB_THRESHOLD members. Returns the version and its build job (None when built here)."""
+    if dataset_version_build_size(dataset=dataset, filters=filters, recipe=recipe) <= settings.LIMRANK_BULK_JOB_THRESHOLD:
+        return dataset_version_build(dataset=dataset, filters=filters, recipe=recipe, created_by=created_by,
+                                     name=name), None
+    job = dataset_version_build_queue(dataset=dataset, filters=filters, recipe=recipe, created_by=created_by, name=name)
+    return job.version, job
+
+
+def dataset_version_build_queue(*, dataset: Dataset, filters: dict | None, recipe: dict | None, created_by=None,
+                                name: str = "") -> DatasetVersionBuild:
+    """Create the version (building, no members yet) and its build job; the job's task is sent after commit.
+    The filter and recipe are validated here; a recipe asking for more than there is fails the job (its error)."""
+    filters = dataset_version_filters_normalize(dataset=dataset, filters=filters)
+    recipe = dataset_version_recipe_normalize(recipe)
+    _mix_available_check(filters=filters, recipe=recipe)
+    for attempt in range(3):
+        try:
+            with transaction.atomic():
+                version = _version_create(dataset=dataset, filters=filters, recipe=recipe, created_by=created_by,
+                                          name=name)
+                job = DatasetVersionBuild.objects.create(version=version, requested_by=created_by)
+                job_enqueue_on_commit(DatasetVersionBuild, pk=job.pk)
+            return job
+        except IntegrityError:
+            if attempt == 2:  # two builds raced for the same version number: take the next one
+                raise
+    raise AssertionError("unreachable")
+
+
+def _mix_available_check(*, filters: dict, recipe: dict) -> None:
+    """Refuse at once a mix that asks for more examples than match (bounded counts); near-duplicates and
+    contamination dropped by the build options are only known when the job selects, which then fails with the same
+    message."""
+    qs = examples_matching(filters=filters)
+    shortfalls = []
+    for origin, count in recipe["mix"].items():
+        available = qs.filter(origin=origin).values("pk")[:count].count()
+        if available < count:
+            shortfalls.append(f"{count} {origin} examples asked, {available} available")
+    if shortfalls:
+        raise ValidationError(
+            {"recipe": f"the recipe asks for more examples than match the filters ({_describe(filters)}): " + "; ".join(shortfalls)})
+    if not recipe["mix"] and not qs.exists():
+        raise ValidationError({"filters": f"no examples match the filters ({_describe(filters)})"})
+
+
+def dataset_version_build_execute(*, job: DatasetVersionBuild) -> DatasetVersion:
+    """Run a claimed build job: select the members and write them, in one transaction that also sets the version's
+    content hash. A version that already has its hash was built by an earlier run of this job (the worker died
+    before it could say so): nothing is written again. A run that died mid-way wrote nothing (rolled back), so the
+    next one builds the same version from the same filter and recipe."""
+    version = job.version
+    try:
+        with transaction.atomic():
+            locked = DatasetVersion.objects.select_for_update().get(pk=version.pk)
+            if not locked.content_hash:
+                ids = dataset_version_select(filters=locked.filters, recipe=locked.recipe)
+                job_progress_detached(job, done=0, total=len(ids))
+                DatasetVersionMember.objects.filter(version=locked).delete()  # none: a failed run rolled back
+                _members_write(version=locked, ids=ids,
+                               progress=lambda done, total: job_progress_detached(job, done=done, total=total))
+                DatasetVersion.objects.filter(pk=locked.pk).update(error="")
+                transaction.on_commit(lambda: dataset_version_render_enqueue(version=locked))
+            version = locked
+    except Exception as exc:
+        error = "; ".join(exc.messages) if isinstance(exc, ValidationError) else repr(exc)
+        DatasetVersion.objects.filter(pk=version.pk).update(status=DatasetVersion.Status.FAILED,
+                                                            error=f"the build failed: {error}"[:2000])
+        job_finish(job, status=JobStatus.FAILED, error=error[:2000])
+        if isinstance(exc, ValidationError):
+            return DatasetVersion.objects.get(pk=version.pk)  # the recipe's fault: no retry would help
+        raise
+    job_finish(job, progress_done=version.example_count, progress_total=version.example_count)
+    return version
+
+
+def dataset_version_build_resume(*, version: DatasetVersion) -> bool:
+    """Queue a failed (or lost) build again; False when the version has no build job or it cannot resume."""
+    job = DatasetVersionBuild.objects.filter(version=version).first()
+    if job is None or version.content_hash:
+        return False
+    with transaction.atomic():
+        if not job_resume(job):
+            return False
+        DatasetVersion.objects.filter(pk=version.pk).update(status=DatasetVersion.Status.BUILDING, error="")
+    version.refresh_from_db(fields=["status", "error"])
+    return True
 
 
 def dataset_version_render_enqueue(*, version: DatasetVersion) -> None:
