@@ -9,8 +9,9 @@ from collections.abc import Callable
 from celery import current_app
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Max, Q, QuerySet
+from django.db.models.expressions import RawSQL
 from django.db.models.fields.json import KeyTransform
 
 from curation import exports
@@ -19,7 +20,6 @@ from curation.models import (
     Dataset, DatasetVersion, DatasetVersionBuild, DatasetVersionMember, Example, GeneratedQuery,
 )
 from curation.selectors.datasets import dataset_version_datasheet_compute
-from curation.services.bulk import bulk_insert
 from curation.services.diagnostics import build_options_normalize, examples_build_exclusions
 from limrank_app.jobs import JobStatus, job_enqueue_on_commit, job_finish, job_progress_detached, job_resume
 
@@ -223,16 +223,11 @@ def version_content_hash(member_hashes) -> str:
     return h.hexdigest()
 
 
-_SNAPSHOT_FIELDS = (
+_SNAPSHOT_FIELDS = (  # what member_content_hash reads
     "id", "query__text", "query__instruction", "passage__title", "passage__text", "reasoning_trace", "intended_label",
-    "origin", "query__variant", "query__domain", "reasoner_judgment", "reasoner_model", "prompt_versions",
+    "origin", "query__variant", "query__domain",
 )
 
-
-_MEMBER_CONTENT = ("query_text", "instruction", "passage_title", "passage_text", "reasoning_trace", "label", "origin",
-                   "variant", "domain")
-_MEMBER_FIELDS = ("version_id", "example_id", "position", "content_hash", "reasoner_judgment", "reasoner_model",
-                  "prompt_versions", *_MEMBER_CONTENT)
 
 # ---------------------------------------------------------------- build
 
@@ -286,29 +281,79 @@ def _build(*, dataset, filters, recipe, ids, created_by, name, progress) -> Data
 
 
 def _members_write(*, version: DatasetVersion, ids: list[int], progress) -> DatasetVersion:
-    """Write the version's members (positions in `ids` order), its content hash, count and datasheet."""
+    """Write the version's members (positions in `ids` order), its content hash, count and datasheet.
+
+    Per chunk: the content is read once (the member hashes are computed here, by member_content_hash, the one
+    definition clients verify against), then the database copies the rows itself (INSERT ... SELECT joined to the
+    ids, positions and hashes sent as arrays): the texts are not sent back, no row is formatted in Python."""
     hasher = hashlib.sha256()
     total = len(ids)
-    for start in range(0, total, BUILD_CHUNK):
-        chunk = ids[start:start + BUILD_CHUNK]
-        rows = {r[0]: r for r in Example.objects.filter(id__in=chunk).values_list(*_SNAPSHOT_FIELDS)}
-        members = []
-        for offset, example_id in enumerate(chunk):
-            (_, q, instr, title, text, trace, label, origin, variant, domain, judgment, model, pv) = rows[example_id]
-            fields = (q, instr or "", title or "", text, trace or "", label, origin, variant or "", domain or "")
-            mh = member_content_hash(**dict(zip(_MEMBER_CONTENT, fields)))
+    chunk_size = BUILD_CHUNK
+    for start in range(0, total, chunk_size):
+        chunk = ids[start:start + chunk_size]
+        rows = {r[0]: r[1:] for r in _ids_filter(Example.objects.all(), chunk).values_list(*_SNAPSHOT_FIELDS)}
+        hashes = []
+        for example_id in chunk:
+            (q, instr, title, text, trace, label, origin, variant, domain) = rows[example_id]
+            mh = member_content_hash(query_text=q, instruction=instr or "", passage_title=title or "", passage_text=text,
+                                     reasoning_trace=trace or "", label=label, origin=origin, variant=variant or "",
+                                     domain=domain or "")
             hasher.update(mh.encode("ascii"))
             hasher.update(b"\n")
-            members.append((version.pk, example_id, start + offset, mh, judgment, model or "", pv or {}, *fields))
-        # COPY on PostgreSQL, bulk_create elsewhere (curation.services.bulk)
-        bulk_insert(model=DatasetVersionMember, fields=_MEMBER_FIELDS, rows=members)
+            hashes.append(mh)
+        _members_insert_select(version_id=version.pk, example_ids=chunk, first_position=start, hashes=hashes)
         if progress:
-            progress(min(start + BUILD_CHUNK, total), total)
+            progress(min(start + chunk_size, total), total)
     version.content_hash = hasher.hexdigest()
     version.example_count = total
     version.datasheet = dataset_version_datasheet_compute(version=version)  # once: a version never changes
     version.save(update_fields=["content_hash", "example_count", "datasheet"])
     return version
+
+
+def _ids_filter(qs: QuerySet, ids: list[int]) -> QuerySet:
+    """qs restricted to `ids`: on PostgreSQL one array parameter (a 10,000-value IN list costs seconds to compile)."""
+    if connection.vendor == "postgresql":
+        return qs.filter(id__in=RawSQL("SELECT unnest(%s::bigint[])", (ids,)))
+    return qs.filter(id__in=ids)
+
+
+# A member's frozen content, copied from its example by the database (the build's one statement per chunk).
+_MEMBERS_SELECT = """
+    INSERT INTO curation_datasetversionmember
+        (version_id, example_id, position, content_hash, reasoner_judgment, reasoner_model, prompt_versions,
+         query_text, instruction, passage_title, passage_text, reasoning_trace, label, origin, variant, domain)
+    SELECT %s, e.id, s.position, s.content_hash, e.reasoner_judgment, COALESCE(e.reasoner_model, ''),
+           COALESCE(e.prompt_versions, {empty_json}), q.text, COALESCE(q.instruction, ''), COALESCE(p.title, ''), p.text,
+           COALESCE(e.reasoning_trace, ''), e.intended_label, e.origin, COALESCE(q.variant, ''), COALESCE(q.domain, '')
+    FROM {source}
+         JOIN curation_example e ON e.id = s.example_id
+         LEFT JOIN curation_generatedquery q ON q.id = e.query_id
+         LEFT JOIN curation_passage p ON p.id = e.passage_id"""
+SQLITE_MEMBER_ROWS = 300  # 3 bound variables a row: under SQLite's limit on old builds
+
+
+def _members_insert_select(*, version_id: int, example_ids: list[int], first_position: int, hashes: list[str]) -> None:
+    positions = range(first_position, first_position + len(example_ids))
+    with connection.cursor() as cur:
+        if connection.vendor == "postgresql":
+            source = "unnest(%s::bigint[], %s::integer[], %s::text[]) AS s(example_id, position, content_hash)"
+            cur.execute(_MEMBERS_SELECT.format(empty_json="'{}'::jsonb", source=source),
+                        [version_id, list(example_ids), list(positions), hashes])
+            written = cur.rowcount
+        else:
+            written = 0
+            for i in range(0, len(example_ids), SQLITE_MEMBER_ROWS):
+                part = list(zip(example_ids[i:i + SQLITE_MEMBER_ROWS], positions[i:i + SQLITE_MEMBER_ROWS],
+                                hashes[i:i + SQLITE_MEMBER_ROWS]))
+                values = ", ".join(["(%s, %s, %s)"] * len(part))
+                source = (f"(SELECT column1 AS example_id, column2 AS position, column3 AS content_hash "
+                          f"FROM (VALUES {values})) AS s")
+                cur.execute(_MEMBERS_SELECT.format(empty_json="'{}'", source=source),
+                            [version_id, *(v for row in part for v in row)])
+                written += cur.rowcount
+    if written != len(example_ids):  # an example deleted since the selection (PROTECT keeps members' examples)
+        raise IntegrityError(f"{len(example_ids) - written} selected example(s) vanished during the build")
 
 
 # ---------------------------------------------------------------- large builds: a Celery job (issue 21)

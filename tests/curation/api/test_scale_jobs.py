@@ -144,3 +144,26 @@ def test_bulk_decision_pages_and_api(small_threshold, client, principals):
     reviewer = principals["reviewer"].client
     assert reviewer.post("/api/bulk-decisions/", {"filters": {"dataset": str(ds.pk)}, "decision": "reject"}, format="json").status_code == 403
     assert reviewer.get(f"/api/bulk-decisions/{job.pk}/").status_code == 403
+
+
+def test_workers_warm_the_aggregates_before_they_go_cold(settings, monkeypatch):
+    from datetime import timedelta
+
+    from django.core.cache import cache
+    from django.utils import timezone
+
+    from curation.selectors import aggregates
+
+    settings.LIMRANK_AGGREGATE_CACHE_SECONDS = 60
+    cache.clear()
+    sent = []
+    monkeypatch.setattr(aggregates.current_app, "send_task", lambda name, args: sent.append((name, args[0])))
+    assert aggregates.aggregate_warm() == ["dashboard", "home", "quality:all"]  # none yet: all sent
+    assert sent == [(aggregates.REFRESH_TASK, n) for n in ("dashboard", "home", "quality:all")]
+    for name in aggregates.WARM:
+        aggregates.aggregate_refresh(name=name)
+    assert aggregates.aggregate_warm() == []  # fresh: nothing to do
+    old = {**cache.get(aggregates.KEY_PREFIX + "home"), "as_of": timezone.now() - timedelta(seconds=301)}
+    cache.set(aggregates.KEY_PREFIX + "home", old)
+    assert aggregates.aggregate_warm() == ["home"]  # half-way to cold (5 x 60 s): refreshed before a request must
+    cache.clear()
