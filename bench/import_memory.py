@@ -30,6 +30,9 @@ def _rss_mb() -> float:
 
 
 def one(rows: int, module_file: str | None) -> dict:
+    # DEBUG keeps every query's SQL in memory (connection.queries): off, as in production.
+    os.environ["DEBUG"] = "false"
+    os.environ.setdefault("SECRET_KEY", "import-memory-bench-only-" + "k" * 50)
     import review_api
 
     review_api.ensure_database(DB_URL)
@@ -39,6 +42,7 @@ def one(rows: int, module_file: str | None) -> dict:
     if module_file:
         spec = importlib.util.spec_from_file_location("imports_under_test", module_file)
         imports = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = imports  # dataclasses look their module up there
         spec.loader.exec_module(imports)
     else:
         from curation.services import imports

@@ -12,13 +12,13 @@ import threading
 from celery import signals
 from django.conf import settings
 
+from curation.selectors.aggregates import aggregate_warm
+
 log = logging.getLogger(__name__)
 _stop = threading.Event()
 
 
 def _warm_loop() -> None:
-    from curation.selectors.aggregates import aggregate_warm
-
     while True:
         try:
             aggregate_warm()

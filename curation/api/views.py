@@ -383,7 +383,7 @@ class DatasetVersionViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewS
     @extend_schema(request=None, responses={200: s.DatasetVersionBuildJobSerializer,
                                             409: OpenApiResponse(description="built, running on a live worker, or no job")},
                    filters=False)
-    @action(detail=True, methods=["post"], pagination_class=None, filterset_class=None, permission_classes=[IsAdmin])
+    @action(detail=True, methods=["post"], pagination_class=None, filterset_class=None)
     def resume(self, request, pk=None):
         """Resume a failed or lost build (its worker died): queued again, it builds the same version."""
         version = self.get_object()

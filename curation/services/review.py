@@ -25,6 +25,7 @@ from curation.selectors.review import (
 )
 from limrank_app.jobs import JobStatus, job_claim, job_enqueue_on_commit, job_finish, job_progress_detached
 from limrank_app.roles import user_is_admin, user_is_reviewer
+from limrank_app.text import text_problem
 
 
 class ReviewError(Exception):
@@ -411,6 +412,10 @@ def examples_bulk_decide_size(*, examples: QuerySet[Example], decision: str) -> 
     return _bulk_targets(examples, _bulk_status(decision)).order_by().values("pk")[:cap].count()
 
 
+# The browser's filters (curation.selectors.review.example_browse) a bulk decision may name.
+BULK_FILTER_KEYS = ("dataset", "status", "origin", "variant", "domain", "prompt", "decision", "reviewer", "q")
+
+
 def bulk_decision_request(*, admin, filters: dict, decision: str, reason: str = "") -> BulkDecision:
     """A bulk decision over the browser's filtered set (curation.selectors.example_browse), recorded as a job row:
     run here when it changes at most LIMRANK_BULK_JOB_THRESHOLD examples (the row is returned succeeded), queued for a
@@ -418,7 +423,16 @@ def bulk_decision_request(*, admin, filters: dict, decision: str, reason: str = 
     _require_admin(admin)
     if decision not in Review.Decision.values:
         raise ValidationError({"decision": f"must be one of {', '.join(Review.Decision.values)}, got {decision!r}"})
-    filters = {k: str(v) for k, v in (filters or {}).items() if v not in (None, "") and k != "sort"}
+    filters = {k: str(v).strip() for k, v in (filters or {}).items() if v not in (None, "") and k != "sort"}
+    for key, value in filters.items():
+        if key not in BULK_FILTER_KEYS:
+            raise ValidationError({"filters": f"unknown filter {key[:40]!r}; allowed: {', '.join(BULK_FILTER_KEYS)}"})
+        problem = text_problem(value)
+        if problem:
+            raise ValidationError({"filters": f"{key}: {problem}"})
+    dataset = filters.get("dataset", "")
+    if dataset and not (dataset.isdigit() and len(dataset) <= 19 and 1 <= int(dataset) < 2**63):
+        raise ValidationError({"filters": f"dataset: must be an id, got {dataset[:40]!r}"})
     if not filters:
         raise ValidationError({"filters": "bulk decisions need at least one filter (refusing to decide every example)"})
     job = BulkDecision.objects.create(filters=filters, decision=decision, reason=reason[:200], requested_by=admin)
