@@ -27,7 +27,8 @@ from limrank_app.jobs import JobStatus, job_enqueue_on_commit, job_finish, job_p
 FILTER_KEYS = ("status", "origin", "variant", "domain", "label", "prompt_versions", "reasoner_model", "datasets", "generation_run")
 RECIPE_KEYS = ("seed", "mix", "shuffle", "dedupe", "exclude_contaminated")
 DEFAULT_FILTERS = {"status": [Example.Status.APPROVED]}
-BUILD_CHUNK = 50_000
+BUILD_CHUNK = 50_000  # members read, hashed and written a statement at a time (PostgreSQL)
+BUILD_CHUNK_SQLITE = 10_000  # SQLite: the chunk's ids are bound variables of one query
 RENDER_TASK = "curation.tasks.dataset_version_render_task"
 logger = logging.getLogger(__name__)
 
@@ -288,7 +289,7 @@ def _members_write(*, version: DatasetVersion, ids: list[int], progress) -> Data
     ids, positions and hashes sent as arrays): the texts are not sent back, no row is formatted in Python."""
     hasher = hashlib.sha256()
     total = len(ids)
-    chunk_size = BUILD_CHUNK
+    chunk_size = BUILD_CHUNK if connection.vendor == "postgresql" else BUILD_CHUNK_SQLITE
     for start in range(0, total, chunk_size):
         chunk = ids[start:start + chunk_size]
         rows = {r[0]: r[1:] for r in _ids_filter(Example.objects.all(), chunk).values_list(*_SNAPSHOT_FIELDS)}

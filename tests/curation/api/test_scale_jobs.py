@@ -61,6 +61,7 @@ def test_a_build_job_run_twice_or_restarted_writes_the_same_version_once(small_t
     job = ds_svc.dataset_version_build_queue(dataset=ds, filters={}, recipe={"seed": 3})
     # A worker killed mid-way (here: an error after the first chunk) wrote nothing: the transaction rolled back.
     monkeypatch.setattr(ds_svc, "BUILD_CHUNK", 10)
+    monkeypatch.setattr(ds_svc, "BUILD_CHUNK_SQLITE", 10)
     calls = []
 
     def dies(done, total):
