@@ -254,6 +254,7 @@ def dataset_version_build(
     for attempt in range(3):
         try:
             with transaction.atomic():
+                _snapshot_begin()
                 version = _build(dataset=dataset, filters=filters, recipe=recipe, ids=ids, created_by=created_by,
                                  name=name, progress=progress)
                 if not render_now:
@@ -264,6 +265,17 @@ def dataset_version_build(
             if attempt == 2:
                 raise
     return dataset_version_render(version=version) if render_now else version
+
+
+def _snapshot_begin() -> None:
+    """Have the build's transaction read one snapshot of the data: a chunk's member hashes are computed from what one
+    statement reads and its content is copied by the next, which must see the same rows (an example edited between
+    the two would otherwise be frozen with the hash of other text). PostgreSQL: REPEATABLE READ, as the transaction's
+    first statement. SQLite's transactions already are serializable; a transaction nested in another (tests) keeps
+    the outer one's level."""
+    if connection.vendor == "postgresql" and len(connection.atomic_blocks) == 1 and not connection.savepoint_ids:
+        with connection.cursor() as cur:
+            cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
 
 
 def _version_create(*, dataset, filters, recipe, created_by, name) -> DatasetVersion:
@@ -436,6 +448,7 @@ def dataset_version_build_execute(*, job: DatasetVersionBuild) -> DatasetVersion
     version = job.version
     try:
         with transaction.atomic():
+            _snapshot_begin()
             locked = DatasetVersion.objects.select_for_update().get(pk=version.pk)
             if not locked.content_hash:
                 ids = dataset_version_select(filters=locked.filters, recipe=locked.recipe)
