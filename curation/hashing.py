@@ -8,7 +8,12 @@ from limrank_app.text import text_check
 def text_normalize(text: str) -> str:
     """NFC, whitespace collapsed. Raises UnsafeTextError (a ValueError) for text that cannot be stored or hashed
     (NUL, a lone surrogate): callers refuse it with a 400 naming the field, never a 500."""
-    return " ".join(unicodedata.normalize("NFC", text_check(text or "")).split())
+    text = text or ""
+    if text.isascii():  # the common case, and a quick one: NFC leaves ASCII as it is and it holds no surrogate
+        if "\x00" in text:
+            text_check(text)  # raises, with the message every entry point gives
+        return " ".join(text.split())
+    return " ".join(unicodedata.normalize("NFC", text_check(text)).split())
 
 
 def text_hash(*parts: str) -> str:

@@ -347,6 +347,38 @@ class DatasetVersionMember(models.Model):
         ordering = ["version", "position"]
 
 
+class DatasetVersionBuild(JobState):
+    """The job that writes a large version's members on a worker (issue 21); one per version. Small builds run in the
+    request and have none. Idempotent: the members are written in one transaction that also sets the version's
+    content hash, so a restarted job (worker killed, redelivery) either finds the version built or builds it afresh."""
+
+    execute_task = "curation.tasks.dataset_version_build_task"
+
+    version = models.OneToOneField(DatasetVersion, on_delete=models.CASCADE, related_name="build")
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                     related_name="+")
+
+    def __str__(self):
+        return f"build of {self.version}"
+
+
+class BulkDecision(JobState):
+    """A bulk approve/reject of the browser's filtered set, run on a worker when large (issue 21). Idempotent: the
+    decisions and `changed` are written in one transaction, and examples already decided are not decided again."""
+
+    execute_task = "curation.tasks.bulk_decision_execute_task"
+
+    filters = models.JSONField(default=dict, help_text="the browser's filters (curation.selectors.example_browse)")
+    decision = models.CharField(max_length=16, choices=Review.Decision.choices)
+    reason = models.CharField(max_length=200, blank=True)
+    changed = models.PositiveIntegerField(null=True, blank=True, help_text="examples changed; set once, when done")
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                     related_name="+")
+
+    def __str__(self):
+        return f"bulk {self.decision} {self.pk}"
+
+
 class Audit(models.Model):
     """A blind audit round: a stratified random sample of a dataset's or a run's examples, filtered-out ones included,
     judged by reviewers who see neither the intended label nor the reasoner's judgment. Measures the LLM filter."""

@@ -2,10 +2,11 @@
 Routed to the `llm` queue by CELERY_TASK_ROUTES ("curation.tasks.*")."""
 from celery import shared_task
 
-from curation.models import DatasetVersion, GenerationRun
+from curation.models import BulkDecision, DatasetVersion, DatasetVersionBuild, GenerationRun
 from curation.selectors.aggregates import REFRESH_TASK, aggregate_refresh
 from curation.services import generation
-from curation.services.datasets import RENDER_TASK, dataset_version_render
+from curation.services.review import bulk_decision_execute
+from curation.services.datasets import RENDER_TASK, dataset_version_build_execute, dataset_version_render
 from curation.services.diagnostics import (
     DIAGNOSE_TASK, dataset_version_diagnose, dataset_version_diagnose_claim, dataset_version_diagnose_enqueue,
 )
@@ -44,3 +45,22 @@ def dataset_version_diagnose_task(version_id):
     if not dataset_version_diagnose_claim(version_id=version_id):
         return
     dataset_version_diagnose(version=DatasetVersion.objects.get(pk=version_id))
+
+
+@shared_task(name=DatasetVersionBuild.execute_task)
+def dataset_version_build_task(job_id):
+    """Write a large version's members (progress on the job row). Claims the job first: a redelivered task finds it
+    running or done and does nothing; a job whose worker died is claimed again and builds the same version."""
+    if not job_claim(DatasetVersionBuild, pk=job_id):
+        return
+    with job_keepalive(DatasetVersionBuild, pk=job_id):
+        dataset_version_build_execute(job=DatasetVersionBuild.objects.select_related("version").get(pk=job_id))
+
+
+@shared_task(name=BulkDecision.execute_task)
+def bulk_decision_execute_task(job_id):
+    """Decide a large filtered set (progress on the job row); claimed first, idempotent (bulk_decision_execute)."""
+    if not job_claim(BulkDecision, pk=job_id):
+        return
+    with job_keepalive(BulkDecision, pk=job_id):
+        bulk_decision_execute(job=BulkDecision.objects.select_related("requested_by").get(pk=job_id))

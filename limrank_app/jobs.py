@@ -155,6 +155,28 @@ def job_progress(job: JobState, *, done: int | None = None, total: int | None = 
     return not type(job).objects.filter(pk=job.pk, cancel_requested=True).exists()
 
 
+def job_progress_detached(job: JobState, *, done: int, total: int) -> None:
+    """job_progress from inside a long transaction (a version build, a bulk decision: all or nothing), written on a
+    connection of its own so the progress page sees it before the transaction commits. SQLite has one writer at a
+    time: there the figures are only kept on the object (the page shows them when the job finishes)."""
+    job.progress_done, job.progress_total = done, total
+    if connection.vendor != "postgresql":
+        return
+
+    def write():
+        try:
+            type(job).objects.filter(pk=job.pk).update(progress_done=done, progress_total=total,
+                                                       heartbeat_at=timezone.now())
+        except Exception:  # progress is informative: never fail the job for it
+            log.exception("job progress failed")
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=write, name=f"job-progress-{job.pk}", daemon=True)
+    thread.start()
+    thread.join(timeout=30)
+
+
 def job_finish(job: JobState, *, status: str = JobStatus.SUCCEEDED, error: str = "", **fields) -> None:
     now = timezone.now()
     type(job).objects.filter(pk=job.pk).update(status=status, error=error, finished_at=now, heartbeat_at=now, **fields)

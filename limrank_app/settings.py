@@ -75,6 +75,9 @@ TEMPLATES = [
 # they were computed (curation.selectors.aggregates). CACHE_URL: locmem by default; redis://... to share one copy.
 CACHES = {"default": env.cache_url("CACHE_URL", default="locmemcache://")}
 LIMRANK_AGGREGATE_CACHE_SECONDS = env.int("LIMRANK_AGGREGATE_CACHE_SECONDS", default=60)
+# Bulk decisions and version builds of more examples than this run as Celery jobs with progress (a page to follow,
+# the API answers 202); smaller ones run in the request.
+LIMRANK_BULK_JOB_THRESHOLD = env.int("LIMRANK_BULK_JOB_THRESHOLD", default=5000)
 
 # SQLite by default (embedded, no server); PostgreSQL through DATABASE_URL.
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'db.sqlite3'}")}

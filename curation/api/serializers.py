@@ -11,7 +11,8 @@ from rest_framework import serializers
 from curation.exports import FORMATS
 from curation.generation_params import DEFAULTS, LIMITS, GenerationParams
 from curation.models import (
-    Dataset, DatasetVersion, Example, GeneratedQuery, GenerationRun, Passage, Persona, Review, SeedQuery,
+    BulkDecision, Dataset, DatasetVersion, DatasetVersionBuild, Example, GeneratedQuery, GenerationRun, Passage, Persona,
+    Review, SeedQuery,
 )
 
 
@@ -148,6 +149,55 @@ class DatasetVersionSerializer(serializers.ModelSerializer):
         request = self.context.get("request")
         url = request.build_absolute_uri(base) if request else base
         return {fmt: f"{url}?format={fmt}" for fmt in FORMATS}
+
+
+_JOB_FIELDS = ["status", "progress_done", "progress_total", "progress_percent", "attempts", "max_attempts", "error",
+               "requested_by", "created_at", "started_at", "finished_at"]
+
+
+class DatasetVersionBuildJobSerializer(serializers.ModelSerializer):
+    """The job that writes a large version's members; `url` is where to follow it."""
+
+    requested_by = serializers.CharField(source="requested_by.username", read_only=True, allow_null=True, default=None)
+    progress_percent = serializers.IntegerField(read_only=True)
+    url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = DatasetVersionBuild
+        fields = ["id", "version", "url", *_JOB_FIELDS]
+        read_only_fields = fields
+
+    def get_url(self, obj) -> str:
+        url = reverse("api-dataset-version-build", args=[obj.version_id])
+        request = self.context.get("request")
+        return request.build_absolute_uri(url) if request else url
+
+
+class BulkDecisionSerializer(serializers.ModelSerializer):
+    requested_by = serializers.CharField(source="requested_by.username", read_only=True, allow_null=True, default=None)
+    progress_percent = serializers.IntegerField(read_only=True)
+    url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = BulkDecision
+        fields = ["id", "url", "filters", "decision", "reason", "changed", *_JOB_FIELDS]
+        read_only_fields = fields
+
+    def get_url(self, obj) -> str:
+        url = reverse("api-bulk-decision-detail", args=[obj.pk])
+        request = self.context.get("request")
+        return request.build_absolute_uri(url) if request else url
+
+
+class BulkDecisionIn(serializers.Serializer):
+    """Approve or reject the examples the browser's filters select (at least one filter). More than
+    LIMRANK_BULK_JOB_THRESHOLD examples: queued for a worker (202); fewer: decided in the request (201)."""
+
+    filters = serializers.DictField(child=serializers.CharField(allow_blank=True), help_text=(
+        'the browser\'s filters: dataset, status, origin, variant, domain, prompt ("reasoner:2"), decision, reviewer, '
+        'q (full-text search), e.g. {"dataset": "3", "status": "pending_review"}'))
+    decision = serializers.ChoiceField(choices=Review.Decision.choices)
+    reason = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
 
 
 class DatasetVersionBuildSerializer(serializers.Serializer):

@@ -14,6 +14,7 @@ router.register("reviews", views.ReviewViewSet, basename="api-review")
 router.register("generation-runs", views.GenerationRunViewSet, basename="api-generation-run")
 router.register("datasets", views.DatasetViewSet, basename="api-dataset")
 router.register("dataset-versions", views.DatasetVersionViewSet, basename="api-dataset-version")
+router.register("bulk-decisions", views.BulkDecisionViewSet, basename="api-bulk-decision")
 
 # The review workbench over JSON (curation/api/review.py), under /api/ like every other endpoint.
 urlpatterns = router.urls + [

@@ -6,6 +6,7 @@ import os
 import re
 
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.shortcuts import get_object_or_404
 from django.http import FileResponse, HttpResponse, HttpResponseNotModified, JsonResponse
 from django.utils.http import parse_etags
 from drf_spectacular.types import OpenApiTypes
@@ -22,12 +23,13 @@ from curation.api import filters
 from curation.api import serializers as s
 from curation.generation_params import FIELD_NAMES as GENERATION_FIELDS
 from curation.generation_params import GenerationParams
-from curation.models import DatasetVersion, GenerationRun, Persona, Review, SeedQuery
+from curation.models import BulkDecision, DatasetVersion, DatasetVersionBuild, GenerationRun, Persona, Review, SeedQuery
 from curation.selectors import audits as audit_selectors
 from curation.selectors import datasets as dataset_selectors
 from curation.selectors import example_list
 from curation.services import datasets as dataset_services
 from curation.services import imports
+from curation.services import review as review_services
 from curation.services.generation import generation_run_create
 from limrank_app.api.permissions import IsAdmin, IsReviewer, ReviewerReadAdminWrite
 from limrank_app.jobs import job_resume
@@ -163,6 +165,42 @@ class GenerationRunViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSe
         if not job_resume(run):
             raise JobNotResumable(f"run {run.pk} is {run.status}: nothing to resume")
         return Response(self.get_serializer(run).data)
+
+
+class BulkDecisionViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
+    """Bulk approve / reject of the browser's filtered set (admins, as in the browser)."""
+
+    queryset = BulkDecision.objects.select_related("requested_by").order_by("-id")
+    serializer_class = s.BulkDecisionSerializer
+    permission_classes = [IsAdmin]
+
+    @extend_schema(request=s.BulkDecisionIn, responses={
+        201: OpenApiResponse(s.BulkDecisionSerializer, description="decided in the request (`changed` examples)"),
+        202: OpenApiResponse(s.BulkDecisionSerializer, description="queued for a worker: follow it at `url`"),
+        400: OpenApiResponse(description="no filter, or an invalid decision")})
+    def create(self, request, *args, **kwargs):
+        inp = s.BulkDecisionIn(data=request.data)
+        inp.is_valid(raise_exception=True)
+        d = inp.validated_data
+        try:
+            job = review_services.bulk_decision_request(admin=request.user, filters=d["filters"],
+                                                        decision=d["decision"], reason=d["reason"])
+        except DjangoValidationError as exc:
+            raise ValidationError(_django_errors(exc)) from None
+        body = self.get_serializer(job).data
+        if job.is_finished:
+            return Response(body, status=status.HTTP_201_CREATED)
+        return Response(body, status=status.HTTP_202_ACCEPTED, headers={"Location": body["url"]})
+
+    @extend_schema(request=None, responses={200: s.BulkDecisionSerializer,
+                                            409: OpenApiResponse(description="succeeded, or running on a live worker")})
+    @action(detail=True, methods=["post"])
+    def resume(self, request, pk=None):
+        """Resume a failed or lost bulk decision: examples already decided are not decided again."""
+        job = self.get_object()
+        if not job_resume(job):
+            raise JobNotResumable(f"bulk decision {job.pk} is {job.status}: nothing to resume")
+        return Response(self.get_serializer(job).data)
 
 
 class DatasetViewSet(mixins.CreateModelMixin, mixins.UpdateModelMixin, viewsets.ReadOnlyModelViewSet):
@@ -312,19 +350,47 @@ class DatasetVersionViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewS
 
     @extend_schema(
         request=s.DatasetVersionBuildSerializer,
-        responses={201: s.DatasetVersionSerializer, 400: OpenApiResponse(description="invalid filter or recipe, or not enough examples")},
+        responses={201: s.DatasetVersionSerializer,
+                   202: OpenApiResponse(s.DatasetVersionBuildJobSerializer, description=(
+                       "more than LIMRANK_BULK_JOB_THRESHOLD members: the version is created (building) and a worker "
+                       "writes its members; follow the job at its `url` (also the Location header)")),
+                   400: OpenApiResponse(description="invalid filter or recipe, or not enough examples")},
     )
     def create(self, request, *args, **kwargs):
         ser = s.DatasetVersionBuildSerializer(data=request.data)
         ser.is_valid(raise_exception=True)
         d = ser.validated_data
         try:
-            version = dataset_services.dataset_version_build(
+            version, job = dataset_services.dataset_version_request(
                 dataset=d["dataset"], filters=d["filters"], recipe=d["recipe"], created_by=request.user, name=d["name"]
             )
         except DjangoValidationError as exc:
             raise ValidationError(_django_errors(exc)) from None
+        if job is not None:
+            body = s.DatasetVersionBuildJobSerializer(job, context=self.get_serializer_context()).data
+            return Response(body, status=status.HTTP_202_ACCEPTED, headers={"Location": body["url"]})
         return Response(self.get_serializer(version).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(responses={200: s.DatasetVersionBuildJobSerializer,
+                              404: OpenApiResponse(description="the version was built in the request: no job")},
+                   filters=False)
+    @action(detail=True, methods=["get"], pagination_class=None, filterset_class=None)
+    def build(self, request, pk=None):
+        """The job writing a large version's members: status and progress (done / total)."""
+        job = get_object_or_404(DatasetVersionBuild.objects.select_related("requested_by"), version=self.get_object())
+        return Response(s.DatasetVersionBuildJobSerializer(job, context=self.get_serializer_context()).data)
+
+    @extend_schema(request=None, responses={200: s.DatasetVersionBuildJobSerializer,
+                                            409: OpenApiResponse(description="built, running on a live worker, or no job")},
+                   filters=False)
+    @action(detail=True, methods=["post"], pagination_class=None, filterset_class=None)
+    def resume(self, request, pk=None):
+        """Resume a failed or lost build (its worker died): queued again, it builds the same version."""
+        version = self.get_object()
+        if not dataset_services.dataset_version_build_resume(version=version):
+            raise JobNotResumable(f"version {version.pk} is {version.status}: no build to resume")
+        job = DatasetVersionBuild.objects.get(version=version)
+        return Response(s.DatasetVersionBuildJobSerializer(job, context=self.get_serializer_context()).data)
 
     @extend_schema(responses=s.DatasheetSerializer, filters=False)
     @action(detail=True, methods=["get"], pagination_class=None, filterset_class=None)

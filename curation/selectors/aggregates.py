@@ -97,3 +97,20 @@ def quality_cached(*, dataset: Dataset | None) -> dict:
 def home_counts_cached() -> dict:
     """Examples per status overall, and per dataset (the home page), with `as_of`."""
     return _flat(aggregate_cached(name="home"))
+
+
+WARM = ("dashboard", "home", "quality:all")  # the aggregates of the pages every admin opens
+
+
+def aggregate_warm(*, names=WARM) -> list[str]:
+    """Send the refresh of every aggregate that is missing or half-way to going cold (older than STALE_FACTOR / 2
+    times LIMRANK_AGGREGATE_CACHE_SECONDS), so that a request rarely has to compute one itself. Workers call it when
+    they start and every LIMRANK_AGGREGATE_CACHE_SECONDS (curation.apps). Returns the names it sent."""
+    seconds = settings.LIMRANK_AGGREGATE_CACHE_SECONDS
+    sent = []
+    for name in names:
+        entry = cache.get(KEY_PREFIX + name)
+        if entry is None or timezone.now() - entry["as_of"] > timedelta(seconds=seconds * STALE_FACTOR / 2):
+            _refresh_enqueue(name)
+            sent.append(name)
+    return sent

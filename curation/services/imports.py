@@ -1,9 +1,10 @@
 """Imports of seed queries, personas and existing (Rank1-format) examples: one code path for the
 management commands, the REST API and the UI.
 
-Every import is all-or-nothing: the whole file is parsed and validated first (a bad line rejects the
-file with an `ImportValidationError` naming the line and the field), then written in one transaction
-with bulk inserts. Duplicates, by content hash, against the database and within the file, are counted
+Every import is all-or-nothing: a bad line rejects the file with an `ImportValidationError` naming the line
+and the field, and nothing is written. Seeds and personas are parsed and validated whole first, then written in
+one transaction; examples (the large files) are streamed: read, validated, hashed and written a chunk at a time
+inside one transaction, which a bad line rolls back, so memory stays flat in the file's size. Duplicates, by content hash, against the database and within the file, are counted
 and skipped.
 
 Public functions (all keyword-only; `file` is bytes, a binary file-like object, or a path):
@@ -17,12 +18,14 @@ Public functions (all keyword-only; `file` is bytes, a binary file-like object, 
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from collections.abc import Iterable
 from typing import IO, Callable, Iterator
 
 from django.db import transaction
@@ -121,6 +124,69 @@ def _lines(data: bytes, filename: str) -> Iterator[tuple[int, str]]:
             raise ImportValidationError(
                 f"line is {len(raw):,} bytes, more than the {MAX_LINE_BYTES:,} allowed", line=number, filename=filename
             )
+        if raw.endswith(b"\r"):
+            raw = raw[:-1]
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ImportValidationError(
+                f"not valid UTF-8 (byte 0x{raw[exc.start]:02x} at column {exc.start + 1})", line=number, filename=filename
+            ) from None
+        if text.strip():
+            yield number, text
+
+
+@contextlib.contextmanager
+def _open_stream(file, filename: str):
+    """A binary stream over `file` (bytes, a path, or a file-like object), positioned at its start, and the number
+    of lines it has (counted in a first pass of 1 MB blocks when it can seek, else None): nothing is held whole."""
+    if isinstance(file, (bytes, bytearray, memoryview)):
+        stream, close = io.BytesIO(bytes(file)), False
+    elif isinstance(file, (str, os.PathLike)):
+        if Path(file).stat().st_size > MAX_FILE_BYTES:
+            raise ImportValidationError(f"file is larger than {MAX_FILE_BYTES} bytes", filename=filename)
+        stream, close = open(file, "rb"), True  # noqa: SIM115 - closed below
+    else:
+        stream, close = file, False
+    try:
+        total = None
+        if getattr(stream, "seekable", lambda: hasattr(stream, "seek"))():
+            stream.seek(0)
+            total, last = 0, b"\n"
+            while block := stream.read(1 << 20):
+                if isinstance(block, str):
+                    block = block.encode("utf-8")
+                total += block.count(b"\n")
+                last = block[-1:]
+            total += 0 if last == b"\n" else 1
+            stream.seek(0)
+        yield stream, total
+    finally:
+        if close:
+            stream.close()
+
+
+def _lines_streamed(stream, filename: str) -> Iterator[tuple[int, str]]:
+    """_lines over a stream, one line in memory at a time (the file's size is checked as it is read)."""
+    read = 0
+    number = 0
+    while True:
+        raw = stream.readline(MAX_LINE_BYTES + 1)
+        if not raw:
+            return
+        if isinstance(raw, str):  # a text-mode handle: already decoded by the caller
+            raw = raw.encode("utf-8")
+        number += 1
+        read += len(raw)
+        if read > MAX_FILE_BYTES:
+            raise ImportValidationError(f"file is larger than {MAX_FILE_BYTES} bytes", filename=filename)
+        if raw.endswith(b"\n"):
+            raw = raw[:-1]
+        elif len(raw) > MAX_LINE_BYTES:
+            raise ImportValidationError(
+                f"line is more than the {MAX_LINE_BYTES:,} bytes allowed", line=number, filename=filename)
+        if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
+            raw = raw[3:]
         if raw.endswith(b"\r"):
             raw = raw[:-1]
         try:
@@ -376,64 +442,98 @@ def examples_import(
         status = Example.Status.APPROVED if origin == Example.Origin.RANK1 else Example.Status.PENDING_REVIEW
     if status not in Example.Status.values:
         raise ImportValidationError(f"unknown status {status!r}", field="status", filename=filename)
-    data = _read_bytes(file, filename)
-    tick = _Progress(progress, _line_count(data))
-    rows: list[dict] = []
-    for line, text in _lines(data, filename):
-        rows.append(_example_fields(_json_object(text, line, filename), line, filename))
-        tick(line)
-    tick(tick.total, force=True)
-    return _examples_write(rows=rows, filename=filename, origin=origin, dataset=dataset, status=status)
+    # Streamed (issue 21): lines are parsed, validated and written a chunk at a time inside one transaction, so
+    # memory stays flat in the file's size; a bad line rolls back what earlier chunks wrote (all or nothing).
+    with _open_stream(file, filename) as (stream, total):
+        tick = _Progress(progress, total or 0)
+
+        def rows():
+            for line, text in _lines_streamed(stream, filename):
+                yield _example_fields(_json_object(text, line, filename), line, filename)
+                if total:
+                    tick(line)
+
+        result = _examples_write(rows=rows(), filename=filename, origin=origin, dataset=dataset, status=status)
+        if total:
+            tick(tick.total, force=True)
+    return result
 
 
-def _examples_write(*, rows: list[dict], filename: str, origin: str, dataset: Dataset | None, status: str,
+IMPORT_CHUNK = 5_000  # rows parsed, hashed and written at a time
+
+
+def _examples_write(*, rows: Iterable[dict], filename: str, origin: str, dataset: Dataset | None, status: str,
                     details: dict | None = None) -> ImportResult:
-    """Write parsed example rows in one transaction; rows whose content hash exists (in the database or earlier in
-    the file) are counted as duplicates and skipped."""
-    for row in rows:
+    """Write parsed example rows in one transaction, IMPORT_CHUNK at a time; rows whose content hash exists (in the
+    database, which includes the chunks already written, or earlier in the chunk) are counted as duplicates and
+    skipped. Memory: one chunk of rows, plus a 16-byte key and an id per distinct query and passage of the file."""
+    result = ImportResult(kind="examples", filename=filename, details={"origin": origin, "status": status, **(details or {})})
+    query_ids: dict[bytes, int] = {}
+    passage_ids: dict[tuple[bytes, str], int] = {}
+    dataset_id = dataset.pk if dataset is not None else None
+    with transaction.atomic():
+        chunk: list[dict] = []
+        for row in rows:
+            chunk.append(row)
+            if len(chunk) >= IMPORT_CHUNK:
+                _examples_chunk_write(chunk, result=result, query_ids=query_ids, passage_ids=passage_ids,
+                                      origin=origin, dataset_id=dataset_id, status=status)
+                chunk = []
+        if chunk:
+            _examples_chunk_write(chunk, result=result, query_ids=query_ids, passage_ids=passage_ids,
+                                  origin=origin, dataset_id=dataset_id, status=status)
+        result.details.update(queries=len(query_ids), passages=len(passage_ids))
+    return result
+
+
+def _key(*parts: str) -> bytes:
+    return bytes.fromhex(text_hash(*parts))[:16]
+
+
+def _examples_chunk_write(chunk: list[dict], *, result: ImportResult, query_ids: dict, passage_ids: dict, origin: str,
+                          dataset_id, status: str) -> None:
+    result.lines += len(chunk)
+    for row in chunk:
         full_query = f"{row['query']} {row['instruction']}".strip()
         passage_full = f"{row['title']} {row['passage']}".strip()
         row["hash"] = example_content_hash(query=full_query, passage=passage_full, label=row["label"])
-    result = ImportResult(kind="examples", filename=filename, lines=len(rows),
-                          details={"origin": origin, "status": status, **(details or {})})
-    with transaction.atomic():
-        existing = _existing(Example, "content_hash", [r["hash"] for r in rows])
-        fresh = []
-        for row in rows:
-            if row["hash"] in existing:
-                result.duplicates += 1
-                continue
-            existing.add(row["hash"])
-            fresh.append(row)
-        # One query row per distinct (query, instruction) and one passage row per distinct (title, passage, kind) of
-        # the file. Written through curation.services.bulk: COPY on PostgreSQL, bulk_create in batches elsewhere.
-        queries: dict[str, tuple] = {}
-        passages: dict[tuple[str, str], tuple] = {}
-        for row in fresh:
-            qkey = text_hash(row["query"], row["instruction"])
-            if qkey not in queries:
-                queries[qkey] = (GeneratedQuery.Variant.ORIGINAL, row["domain"], row["query"], row["instruction"],
+    existing = _existing(Example, "content_hash", [r["hash"] for r in chunk])
+    fresh = []
+    for row in chunk:
+        if row["hash"] in existing:
+            result.duplicates += 1
+            continue
+        existing.add(row["hash"])
+        fresh.append(row)
+    # One query row per distinct (query, instruction) and one passage row per distinct (title, passage, kind) of
+    # the file. Written through curation.services.bulk: COPY on PostgreSQL, bulk_create in batches elsewhere.
+    new_queries: dict[bytes, tuple] = {}
+    new_passages: dict[tuple[bytes, str], tuple] = {}
+    for row in fresh:
+        qkey = _key(row["query"], row["instruction"])
+        if qkey not in query_ids and qkey not in new_queries:
+            new_queries[qkey] = (GeneratedQuery.Variant.ORIGINAL, row["domain"], row["query"], row["instruction"],
                                  text_hash(row["query"]))
-            kind = Passage.Kind.POSITIVE if row["label"] else Passage.Kind.HARD_NEGATIVE
-            pkey = (text_hash(row["title"], row["passage"]), kind)
-            if pkey not in passages:
-                passages[pkey] = (row["title"], row["passage"], kind, origin, text_hash(row["passage"]))
-            row["qkey"], row["pkey"] = qkey, pkey
-        query_ids = dict(zip(queries, bulk_insert(
+        kind = Passage.Kind.POSITIVE if row["label"] else Passage.Kind.HARD_NEGATIVE
+        pkey = (_key(row["title"], row["passage"]), kind)
+        if pkey not in passage_ids and pkey not in new_passages:
+            new_passages[pkey] = (row["title"], row["passage"], kind, origin, text_hash(row["passage"]))
+        row["qkey"], row["pkey"] = qkey, pkey
+    if new_queries:
+        query_ids.update(zip(new_queries, bulk_insert(
             model=GeneratedQuery, fields=("variant", "domain", "text", "instruction", "text_hash"),
-            rows=list(queries.values()), ids=True)))
-        passage_ids = dict(zip(passages, bulk_insert(
-            model=Passage, fields=("title", "text", "kind", "source", "text_hash"), rows=list(passages.values()), ids=True)))
-        dataset_id = dataset.pk if dataset is not None else None
-        examples = bulk_insert(
+            rows=list(new_queries.values()), ids=True)))
+    if new_passages:
+        passage_ids.update(zip(new_passages, bulk_insert(
+            model=Passage, fields=("title", "text", "kind", "source", "text_hash"), rows=list(new_passages.values()),
+            ids=True)))
+    if fresh:
+        result.created += bulk_insert(
             model=Example,
             fields=("dataset_id", "query_id", "passage_id", "intended_label", "reasoning_trace", "reasoner_judgment",
                     "origin", "status", "content_hash"),
             rows=((dataset_id, query_ids[row["qkey"]], passage_ids[row["pkey"]], row["label"], row["reasoning"],
                    row["label"] if row["reasoning"] else None, origin, status, row["hash"]) for row in fresh))
-        result.created = examples
-        result.details.update(queries=len(queries), passages=len(passages))
-    return result
 
 
 # ---------------------------------------------------------------- the authors' released training data

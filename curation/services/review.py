@@ -10,19 +10,22 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, connection, transaction
 from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
 from curation.hashing import example_content_hash, text_hash
-from curation.models import Example, ExampleRevision, GeneratedQuery, Passage, Review, ReviewClaim
+from curation.models import BulkDecision, Example, ExampleRevision, GeneratedQuery, Passage, Review, ReviewClaim
 from curation.services.bulk import bulk_reviews_insert_select
 from curation.selectors.review import (
     DEFAULT_CLAIM_MINUTES, REJECT_REASONS, ReviewScope, claim_is_skip, review_claim_current, review_queue_candidates,
-    review_required_for, review_slot_free,
+    example_browse, review_required_for, review_slot_free,
 )
+from limrank_app.jobs import JobStatus, job_claim, job_enqueue_on_commit, job_finish, job_progress_detached
 from limrank_app.roles import user_is_admin, user_is_reviewer
+from limrank_app.text import text_problem
 
 
 class ReviewError(Exception):
@@ -375,19 +378,20 @@ BULK_DECIDABLE = (Example.Status.PENDING_REVIEW, Example.Status.IN_ADJUDICATION,
 
 
 def examples_bulk_decide(*, admin, examples: QuerySet[Example], decision: str, reason: str = "",
-                         batch_size: int | None = None, now: datetime | None = None) -> int:
+                         batch_size: int | None = None, now: datetime | None = None, progress=None) -> int:
     """Approve or reject a filtered set at once (admins). Each example gets an adjudication review for the
-    audit trail; open claims on them are dropped. Examples outside review (generated, filtered out) are left alone.
-    Returns how many examples changed."""
+    audit trail; open claims on them are dropped. Examples outside review (generated, filtered out) are left alone,
+    and so are those already decided this way (running it twice decides nothing twice).
+    Returns how many examples changed. `progress(done, total)` is called after each batch."""
     _require_admin(admin)
     now = now or timezone.now()
     if decision not in Review.Decision.values:
         raise ValidationError({"decision": f"must be one of {', '.join(Review.Decision.values)}, got {decision!r}"})
-    status = Example.Status.APPROVED if decision == Review.Decision.APPROVE else Example.Status.REJECTED
+    status = _bulk_status(decision)
     changed = 0
     with transaction.atomic():
         # Lock the examples to decide (one query), then write their reviews with INSERT ... SELECT (issue 21).
-        target = examples.filter(status__in=BULK_DECIDABLE).exclude(status=status).values("pk")
+        target = _bulk_targets(examples, status).values("pk")
         locked = Example.objects.filter(pk__in=target)
         if connection.features.has_select_for_update:
             locked = locked.select_for_update()
@@ -399,4 +403,75 @@ def examples_bulk_decide(*, admin, examples: QuerySet[Example], decision: str, r
                                        reason=reason[:200] or "bulk decision", is_adjudication=True, now=now)
             ReviewClaim.objects.filter(example_id__in=chunk, audit=None).delete()
             changed += Example.objects.filter(pk__in=chunk).update(status=status, updated_at=now)
+            if progress:
+                progress(start + len(chunk), len(ids))
     return changed
+
+
+def _bulk_status(decision: str) -> str:
+    return Example.Status.APPROVED if decision == Review.Decision.APPROVE else Example.Status.REJECTED
+
+
+def _bulk_targets(examples: QuerySet[Example], status: str) -> QuerySet[Example]:
+    return examples.filter(status__in=BULK_DECIDABLE).exclude(status=status)
+
+
+def examples_bulk_decide_size(*, examples: QuerySet[Example], decision: str) -> int:
+    """How many examples a bulk decision would change, counted up to LIMRANK_BULK_JOB_THRESHOLD + 1 (bounded)."""
+    cap = settings.LIMRANK_BULK_JOB_THRESHOLD + 1
+    return _bulk_targets(examples, _bulk_status(decision)).order_by().values("pk")[:cap].count()
+
+
+# The browser's filters (curation.selectors.review.example_browse) a bulk decision may name.
+BULK_FILTER_KEYS = ("dataset", "status", "origin", "variant", "domain", "prompt", "decision", "reviewer", "q")
+
+
+def bulk_decision_request(*, admin, filters: dict, decision: str, reason: str = "") -> BulkDecision:
+    """A bulk decision over the browser's filtered set (curation.selectors.example_browse), recorded as a job row:
+    run here when it changes at most LIMRANK_BULK_JOB_THRESHOLD examples (the row is returned succeeded), queued for a
+    worker otherwise (returned queued; its task is sent after commit)."""
+    _require_admin(admin)
+    if decision not in Review.Decision.values:
+        raise ValidationError({"decision": f"must be one of {', '.join(Review.Decision.values)}, got {decision!r}"})
+    filters = {k: str(v).strip() for k, v in (filters or {}).items() if v not in (None, "") and k != "sort"}
+    for key, value in filters.items():
+        if key not in BULK_FILTER_KEYS:
+            raise ValidationError({"filters": f"unknown filter {key[:40]!r}; allowed: {', '.join(BULK_FILTER_KEYS)}"})
+        problem = text_problem(value)
+        if problem:
+            raise ValidationError({"filters": f"{key}: {problem}"})
+    dataset = filters.get("dataset", "")
+    if dataset and not (dataset.isdigit() and len(dataset) <= 19 and 1 <= int(dataset) < 2**63):
+        raise ValidationError({"filters": f"dataset: must be an id, got {dataset[:40]!r}"})
+    if not filters:
+        raise ValidationError({"filters": "bulk decisions need at least one filter (refusing to decide every example)"})
+    job = BulkDecision.objects.create(filters=filters, decision=decision, reason=reason[:200], requested_by=admin)
+    size = examples_bulk_decide_size(examples=example_browse(filters=filters), decision=decision)
+    if size > settings.LIMRANK_BULK_JOB_THRESHOLD:
+        job_enqueue_on_commit(BulkDecision, pk=job.pk)
+        return job
+    if not job_claim(BulkDecision, pk=job.pk):
+        raise AssertionError("a new job could not be claimed")
+    return bulk_decision_execute(job=job)
+
+
+def bulk_decision_execute(*, job: BulkDecision) -> BulkDecision:
+    """Run a claimed bulk decision. `changed` is written in the decisions' transaction: a second run of the same job
+    (a redelivered task) finds it set and does nothing; a run that died mid-way wrote nothing (rolled back)."""
+    job.refresh_from_db()
+    if job.changed is None:
+        try:
+            with transaction.atomic():
+                n = examples_bulk_decide(
+                    admin=job.requested_by, examples=example_browse(filters=job.filters), decision=job.decision,
+                    reason=job.reason, progress=lambda done, total: job_progress_detached(job, done=done, total=total))
+                BulkDecision.objects.filter(pk=job.pk).update(changed=n)
+        except (ValidationError, PermissionDenied) as exc:
+            job_finish(job, status=JobStatus.FAILED, error="; ".join(getattr(exc, "messages", [str(exc)]))[:2000])
+            return job
+        except Exception as exc:
+            job_finish(job, status=JobStatus.FAILED, error=repr(exc)[:2000])
+            raise
+    job.refresh_from_db()
+    job_finish(job, progress_done=job.changed, progress_total=job.changed)
+    return job

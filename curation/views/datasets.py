@@ -6,13 +6,15 @@ from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.db.models import Count
 from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_POST
 
 from curation import audit_charts
 from curation.exports import FORMATS
-from curation.models import Dataset, Example, GeneratedQuery
+from curation.models import Dataset, DatasetVersionBuild, Example, GeneratedQuery
 from curation.selectors import audits as audit_selectors
 from curation.selectors import datasets as selectors
-from curation.services.datasets import dataset_version_build
+from curation.services.datasets import dataset_version_build_resume, dataset_version_request
 from limrank_app.roles import admin_required, reviewer_required, user_is_admin
 
 ORIGINS = Example.Origin.choices
@@ -74,7 +76,7 @@ def version_build(request):
     if request.method == "POST" and form.is_valid():
         filters, recipe = form.filters_and_recipe()
         try:
-            version = dataset_version_build(
+            version, job = dataset_version_request(
                 dataset=form.cleaned_data["dataset"], filters=filters, recipe=recipe,
                 created_by=request.user, name=form.cleaned_data["name"],
             )
@@ -82,8 +84,11 @@ def version_build(request):
             for message in exc.messages:
                 form.add_error(None, message)
         else:
-            messages.success(request, f"Built {version} ({version.example_count} examples); its export files are "
-                                      "being rendered.")
+            if job is not None:
+                messages.info(request, f"{version} is large: a worker builds it; its progress is shown here.")
+            else:
+                messages.success(request, f"Built {version} ({version.example_count} examples); its export files are "
+                                          "being rendered.")
             return redirect("curation:version_detail", pk=version.pk)
     available = (
         Example.objects.values("dataset__name", "origin", "status").annotate(n=Count("id")).order_by("dataset__name", "origin", "status")
@@ -92,6 +97,7 @@ def version_build(request):
 
 
 @reviewer_required
+@never_cache
 def version_detail(request, pk: int):
     version = get_object_or_404(selectors.dataset_version_list(), pk=pk)
     sheet = selectors.dataset_version_datasheet(version=version)
@@ -101,4 +107,16 @@ def version_detail(request, pk: int):
         if shortcuts else ""
     return render(request, "curation/version_detail.html", {"sheet": sheet, "version": version, "formats": FORMATS,
                                                             "is_admin": user_is_admin(request.user),
-                                                            "shortcut_svg": shortcut_svg})
+                                                            "shortcut_svg": shortcut_svg,
+                                                            "build": DatasetVersionBuild.objects.filter(version=version).first()})
+
+
+@admin_required
+@require_POST
+def version_resume(request, pk: int):
+    version = get_object_or_404(selectors.dataset_version_list(), pk=pk)
+    if dataset_version_build_resume(version=version):
+        messages.info(request, f"The build of {version} is queued again.")
+    else:
+        messages.error(request, f"{version}: nothing to resume.")
+    return redirect("curation:version_detail", pk=pk)

@@ -12,10 +12,11 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 from markdown_it import MarkdownIt
 
-from curation.models import Dataset, GenerationRun, ReviewClaim
+from curation.models import BulkDecision, Dataset, GenerationRun, ReviewClaim
 from curation.selectors import aggregates
 from curation.selectors import review as sel
 from curation.services import review as svc
+from limrank_app.jobs import job_resume
 from limrank_app.middleware import params_problem
 from limrank_app.paginator import CappedPaginator
 from limrank_app.roles import admin_required, reviewer_required
@@ -223,11 +224,18 @@ def review_browse(request):
             messages.error(request, "Bulk decisions need at least one filter (refusing to decide every example).")
         else:
             try:
-                n = svc.examples_bulk_decide(admin=request.user, examples=qs, decision=decision,
-                                             reason=request.POST.get("reason", "")[:200])
-                messages.success(request, f"Bulk {decision}: {n} examples changed.")
+                job = svc.bulk_decision_request(admin=request.user, filters=filters, decision=decision,
+                                                reason=request.POST.get("reason", "")[:200])
             except ValidationError as exc:
                 messages.error(request, " ".join(exc.messages))
+            else:
+                if not job.is_finished:  # large: a worker decides it; its page shows the progress
+                    messages.info(request, f"Bulk {decision} queued: a worker decides the examples.")
+                    return redirect("curation:review_bulk", pk=job.pk)
+                if job.error:
+                    messages.error(request, job.error)
+                else:
+                    messages.success(request, f"Bulk {decision}: {job.changed} examples changed.")
         query = "&".join(f"{k}={v}" for k, v in filters.items() if v)
         return redirect(reverse("curation:review_browse") + (f"?{query}" if query else ""))
     page = CappedPaginator(qs.select_related("query", "query__persona", "passage", "dataset"), 50).get_page(request.GET.get("page"))
@@ -247,3 +255,19 @@ def review_quality(request):
         "datasets": Dataset.objects.order_by("name"), "generated_at": cached["as_of"], "as_of": cached["as_of"],
         "aggregate_cache_seconds": cached["aggregate_cache_seconds"],
     })
+
+
+@admin_required
+@never_cache
+def review_bulk(request, pk: int):
+    """A bulk decision run by a worker: its progress (polled by htmx until it finishes) and Resume when it failed."""
+    job = get_object_or_404(BulkDecision.objects.select_related("requested_by"), pk=pk)
+    if request.method == "POST":
+        if job_resume(job):
+            messages.info(request, f"Bulk decision {job.pk} queued again.")
+        return redirect("curation:review_bulk", pk=pk)
+    query = "&".join(f"{k}={v}" for k, v in job.filters.items() if v)
+    context = {"job": job, "query": query}
+    if request.headers.get("HX-Request"):
+        return render(request, "review/_bulk_progress.html", context)
+    return render(request, "review/bulk.html", context)

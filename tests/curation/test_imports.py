@@ -123,3 +123,26 @@ def test_commands_import_and_reject_with_line(tmp_path, shared_data):
     ex.write_bytes(jsonl({"query": "q", "passage": "p", "reasoning": "r", "label": True}))
     call_command("import_examples", str(ex), "--origin", "rank1", "--dataset", "rank1-mix", stdout=io.StringIO(), stderr=io.StringIO())
     assert Example.objects.get().dataset.name == "rank1-mix"
+
+
+def test_examples_import_is_streamed_in_chunks_and_still_all_or_nothing(monkeypatch, tmp_path):
+    """Chunks written before a bad line are rolled back with it; duplicates across chunks are still found, and one
+    query shared by rows of different chunks is one row (issue 21: memory flat in the file's size)."""
+    from curation.services import imports
+
+    monkeypatch.setattr(imports, "IMPORT_CHUNK", 2)
+    rows = [{"query": "shared query" if i % 2 else f"query {i}", "passage": f"passage {i}", "label": i % 3 == 0}
+            for i in range(7)]
+    bad = tmp_path / "bad.jsonl"
+    bad.write_bytes(jsonl(*rows[:5]) + b'{"query": "q", "label": true}\n' + jsonl(*rows[5:]))
+    with pytest.raises(ImportValidationError) as info:
+        examples_import(file=bad, filename="bad.jsonl", origin="imported")
+    assert (info.value.line, info.value.field) == (6, "passage")
+    assert not Example.objects.exists() and not GeneratedQuery.objects.exists() and not Passage.objects.exists()
+    good = tmp_path / "good.jsonl"
+    good.write_bytes(jsonl(*rows, rows[0], rows[3]))  # two repeats, in later chunks
+    ticks = []
+    result = examples_import(file=good, filename="good.jsonl", origin="imported", progress=lambda d, t: ticks.append((d, t)))
+    assert (result.lines, result.created, result.duplicates) == (9, 7, 2)
+    assert GeneratedQuery.objects.filter(text="shared query").count() == 1  # rows 1, 3, 5 in chunks 1, 2, 3
+    assert result.details["queries"] == 5 and ticks[-1] == (9, 9)

@@ -101,7 +101,9 @@ def _fields(operation) -> list[str]:
 # Every write operation of the schema (test_every_write_endpoint_is_fuzzed keeps this list complete).
 WRITE_ENDPOINTS = [
     "POST /api/audits/", "POST /api/audits/{id}/apply/",
-    "POST /api/benchmarks/", "POST /api/benchmarks/{id}/runs/", "POST /api/dataset-versions/", "POST /api/datasets/", "PUT /api/datasets/{id}/",
+    "POST /api/benchmarks/", "POST /api/benchmarks/{id}/runs/", "POST /api/bulk-decisions/",
+    "POST /api/bulk-decisions/{id}/resume/", "POST /api/dataset-versions/", "POST /api/dataset-versions/{id}/resume/",
+    "POST /api/datasets/", "PUT /api/datasets/{id}/",
     "PATCH /api/datasets/{id}/", "POST /api/eval-runs/", "POST /api/eval-runs/{id}/resume/", "POST /api/examples/import/",
     "POST /api/generation-runs/", "POST /api/generation-runs/{id}/resume/", "POST /api/personas/import/", "POST /api/reranker-models/",
     "POST /api/review/next/", "POST /api/review/skip/",

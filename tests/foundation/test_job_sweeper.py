@@ -20,6 +20,8 @@ pytestmark = pytest.mark.django_db
 # Every kind of job and the task that runs it: what the sweeper and Resume must find on the job models.
 JOB_TASKS = {
     "curation.GenerationRun": "curation.tasks.generation_run_execute_task",
+    "curation.DatasetVersionBuild": "curation.tasks.dataset_version_build_task",
+    "curation.BulkDecision": "curation.tasks.bulk_decision_execute_task",
     "training.TrainingJob": "training.tasks.training_job_execute_task",
     "evaluation.EvalRun": "evaluation.tasks.eval_run_execute_task",
 }
@@ -47,6 +49,23 @@ def jobs(db):
         "training.TrainingJob": factories.TrainingJobFactory(),
         "evaluation.EvalRun": EvalRun.objects.create(benchmark=factories.BenchmarkFactory(), model=factories.RerankerModelFactory()),
     }
+
+
+@pytest.fixture
+def all_jobs(jobs):
+    """Every kind of job, the scale jobs (issue 21) included."""
+    from curation.models import BulkDecision, DatasetVersion, DatasetVersionBuild
+
+    version = DatasetVersion.objects.create(dataset=factories.DatasetFactory(), version=1)
+    return {**jobs,
+            "curation.DatasetVersionBuild": DatasetVersionBuild.objects.create(version=version),
+            "curation.BulkDecision": BulkDecision.objects.create(filters={"status": "pending_review"}, decision="approve",
+                                                                requested_by=factories.admin(username="bulk-owner"))}
+
+
+def _url(template: str, job) -> str:
+    """A job's page: a version build's is its version's."""
+    return template.format(getattr(job, "version_id", None) or job.pk)
 
 
 def _set(job, **fields):
@@ -131,26 +150,32 @@ def test_a_running_job_on_a_live_worker_is_not_resumed(jobs, sent):
 
 RESUME_API = {
     "curation.GenerationRun": "/api/generation-runs/{}/resume/",
+    "curation.DatasetVersionBuild": "/api/dataset-versions/{}/resume/",
+    "curation.BulkDecision": "/api/bulk-decisions/{}/resume/",
     "training.TrainingJob": "/api/training-jobs/{}/resume/",
     "evaluation.EvalRun": "/api/eval-runs/{}/resume/",
 }
 RESUME_UI = {
     "curation.GenerationRun": "/runs/{}/resume/",
+    "curation.DatasetVersionBuild": "/datasets/versions/{}/resume/",
+    "curation.BulkDecision": "/review/bulk/{}/",
     "training.TrainingJob": "/training/jobs/{}/resume/",
     "evaluation.EvalRun": "/evaluation/runs/{}/resume/",
 }
 DETAIL_UI = {
     "curation.GenerationRun": "/runs/{}/",
+    "curation.DatasetVersionBuild": "/datasets/versions/{}/",
+    "curation.BulkDecision": "/review/bulk/{}/",
     "training.TrainingJob": "/training/jobs/{}/",
     "evaluation.EvalRun": "/evaluation/runs/{}/",
 }
 
 
 @pytest.mark.parametrize("label", list(JOB_TASKS))
-def test_resume_in_the_api_admins_only(jobs, sent, label, client, django_capture_on_commit_callbacks):
-    job = jobs[label]
+def test_resume_in_the_api_admins_only(all_jobs, sent, label, client, django_capture_on_commit_callbacks):
+    job = all_jobs[label]
     _set(job, status=JobStatus.FAILED, error="boom")
-    url = RESUME_API[label].format(job.pk)
+    url = _url(RESUME_API[label], job)
     client.force_login(factories.reviewer())
     assert client.post(url).status_code == 403
     client.force_login(factories.admin())
@@ -164,19 +189,19 @@ def test_resume_in_the_api_admins_only(jobs, sent, label, client, django_capture
 
 
 @pytest.mark.parametrize("label", list(JOB_TASKS))
-def test_resume_in_the_ui(jobs, sent, label, client, django_capture_on_commit_callbacks):
-    job = jobs[label]
+def test_resume_in_the_ui(all_jobs, sent, label, client, django_capture_on_commit_callbacks):
+    job = all_jobs[label]
     _set(job, status=JobStatus.CANCELLED)
     client.force_login(factories.admin())
-    page = client.get(DETAIL_UI[label].format(job.pk)).content.decode()
-    assert RESUME_UI[label].format(job.pk) in page
+    page = client.get(_url(DETAIL_UI[label], job)).content.decode()
+    assert f'action="{_url(RESUME_UI[label], job)}"' in page
     with django_capture_on_commit_callbacks(execute=True):
-        r = client.post(RESUME_UI[label].format(job.pk))
+        r = client.post(_url(RESUME_UI[label], job))
     assert r.status_code == 302
     job.refresh_from_db()
     assert job.status == JobStatus.QUEUED and sent == [(JOB_TASKS[label], (job.pk,))]
     client.force_login(factories.reviewer())
-    assert client.post(RESUME_UI[label].format(job.pk)).status_code == 403
+    assert client.post(_url(RESUME_UI[label], job)).status_code == 403
 
 
 @pytest.mark.django_db(transaction=True)  # the task is sent on commit, inside the request

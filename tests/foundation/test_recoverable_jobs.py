@@ -5,7 +5,8 @@ from limrank_app.jobs import recoverable_jobs
 
 def test_every_job_model_names_a_registered_task():
     jobs = recoverable_jobs()
-    assert set(jobs) == {"curation.GenerationRun", "training.TrainingJob", "evaluation.EvalRun"}
+    assert set(jobs) == {"curation.GenerationRun", "curation.DatasetVersionBuild", "curation.BulkDecision",
+                         "training.TrainingJob", "evaluation.EvalRun"}
     app.loader.import_default_modules()
     for label, task in jobs.items():
         assert task in app.tasks, (label, task)

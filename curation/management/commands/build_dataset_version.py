@@ -2,6 +2,9 @@
 
     manage.py build_dataset_version --dataset limrank --mix rank1=14000 --mix synthetic=6000 --seed 12345
     manage.py build_dataset_version --dataset limrank --filters '{"status": "approved", "datasets": "all"}' --recipe '{"seed": 1}'
+
+By default the build is queued as a job for a worker (progress on the version's page and at
+/api/dataset-versions/<id>/build/); --foreground builds it here and renders its export files before returning.
 """
 from __future__ import annotations
 
@@ -12,7 +15,7 @@ from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
 from curation.models import Dataset
-from curation.services.datasets import dataset_version_build
+from curation.services.datasets import dataset_version_build, dataset_version_build_queue
 
 
 def _json_arg(value: str, what: str) -> dict:
@@ -37,6 +40,8 @@ class Command(BaseCommand):
         parser.add_argument("--seed", type=int, default=None, help="the recipe's seed")
         parser.add_argument("--all-datasets", action="store_true", help="take examples from every dataset")
         parser.add_argument("--no-progress", action="store_true")
+        parser.add_argument("--foreground", action="store_true",
+                            help="build here and render the export files before returning (no worker needed)")
 
     def handle(self, *args, **opts):
         ref = opts["dataset"]
@@ -54,6 +59,18 @@ class Command(BaseCommand):
             if not sep or not count.strip().isdigit():
                 raise CommandError(f"--mix {item!r}: expected ORIGIN=COUNT, e.g. rank1=14000")
             recipe.setdefault("mix", {})[origin.strip()] = int(count)
+
+        if not opts["foreground"]:
+            try:
+                job = dataset_version_build_queue(dataset=dataset, filters=filters, recipe=recipe, created_by=None,
+                                                  name=opts["name"])
+            except ValidationError as exc:
+                raise CommandError("; ".join(exc.messages)) from None
+            self.stdout.write(self.style.SUCCESS(
+                f"{job.version} queued (id {job.version.pk}, build job {job.pk}): a worker writes its members and "
+                f"renders its export files; follow it at /datasets/versions/{job.version.pk}/ or "
+                f"/api/dataset-versions/{job.version.pk}/build/ (--foreground builds it here)"))
+            return
 
         bar = None
         if not opts["no_progress"]:

@@ -39,6 +39,12 @@ TABLE: list[tuple[str, str, str]] = [
     ("GET", "/api/dataset-versions/{id}/", RRAW),
     ("GET", "/api/dataset-versions/{id}/datasheet/", RRAW),
     ("GET", "/api/dataset-versions/{id}/export/", RRAW),
+    ("GET", "/api/dataset-versions/{id}/build/", RRAW),
+    ("POST", "/api/dataset-versions/{id}/resume/", RRAW),
+    ("GET", "/api/bulk-decisions/", ADMIN),
+    ("POST", "/api/bulk-decisions/", ADMIN),
+    ("GET", "/api/bulk-decisions/{id}/", ADMIN),
+    ("POST", "/api/bulk-decisions/{id}/resume/", ADMIN),
     # review workbench (curation/api/review.py)
     ("POST", "/api/review/next/", REVIEWER),
     ("POST", "/api/review/submit/", REVIEWER),

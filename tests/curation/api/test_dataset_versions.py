@@ -154,15 +154,23 @@ def test_api_build_and_datasheet(pool, principals):
 
 
 def test_management_command(pool, capsys):
-    call_command("build_dataset_version", "--dataset", "limrank", "--mix", "rank1=10", "--mix", "synthetic=5", "--seed", "9", "--no-progress")
+    call_command("build_dataset_version", "--dataset", "limrank", "--mix", "rank1=10", "--mix", "synthetic=5", "--seed", "9",
+                 "--no-progress", "--foreground")
     v = DatasetVersion.objects.get()
     assert v.status == "ready" and exports.export_path(v, "parquet").exists()  # the command renders, no worker needed
     assert v.example_count == 15 and v.recipe == {"seed": 9, "mix": {"rank1": 10, "synthetic": 5}, "shuffle": True}
     assert v.content_hash in capsys.readouterr().out
     with pytest.raises(CommandError, match="100 rank1 examples asked, 30 available"):
-        call_command("build_dataset_version", "--dataset", "limrank", "--mix", "rank1=100", "--no-progress")
+        call_command("build_dataset_version", "--dataset", "limrank", "--mix", "rank1=100", "--no-progress", "--foreground")
     with pytest.raises(CommandError, match="no dataset"):
         call_command("build_dataset_version", "--dataset", "nope", "--no-progress")
+    # Without --foreground the build is queued for a worker (issue 21); a shortfall is still refused at once.
+    with pytest.raises(CommandError, match="100 rank1 examples asked, 30 available"):
+        call_command("build_dataset_version", "--dataset", "limrank", "--mix", "rank1=100")
+    call_command("build_dataset_version", "--dataset", "limrank", "--mix", "rank1=10", "--seed", "9")
+    queued = DatasetVersion.objects.get(version=2)
+    assert queued.status == "building" and queued.example_count == 0 and queued.build.status == "queued"
+    assert f"/api/dataset-versions/{queued.pk}/build/" in capsys.readouterr().out
 
 
 def test_browser_build_form_and_datasheet_page(pool, client):
