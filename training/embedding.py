@@ -18,41 +18,20 @@ sentence-transformers are imported inside functions (the web process never loads
 from __future__ import annotations
 
 import json
-import random
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from curation.protocol import passage_join, query_with_instruction
-
+from .groups import groups_rng, query_groups, query_passages
 from .lora import CONFIG_FILE, META_FILE, NullReporter, Reporter, TrainResult, _progress_callback_class, device_settings
 from .presets import TrainingConfig
 
 
 def embedding_triples(rows: Sequence[dict[str, Any]], *, seed: int) -> list[dict[str, str]]:
     """Member rows -> [{"anchor", "positive", "negative"}], deterministic in (rows, seed)."""
-    by_query: dict[str, tuple[list[str], list[str]]] = {}
-    for row in rows:
-        query = query_with_instruction(row["query_text"], row.get("instruction", ""))
-        passage = passage_join(row.get("passage_title", ""), row["passage_text"])
-        positives, negatives = by_query.setdefault(query, ([], []))
-        (positives if row["label"] else negatives).append(passage)
-    rng = random.Random(f"limrank-embedding:{seed}")
-    pool = [n for _, negs in by_query.values() for n in negs]
-    triples: list[dict[str, str]] = []
-    for query, (positives, negatives) in by_query.items():
-        if not positives:
-            continue  # nothing to pull the query towards (its negatives still serve other queries' batches)
-        own = list(negatives)
-        rng.shuffle(own)
-        if not own:
-            others = [n for n in pool if n not in positives]
-            if not others:
-                raise ValueError("the embedding backbone needs at least one negative (label false) in the version")
-            own = [rng.choice(others)]
-        for positive in positives:
-            triples.extend({"anchor": query, "positive": positive, "negative": negative} for negative in own)
-    if not triples:
-        raise ValueError("the embedding backbone needs at least one positive (label true) in the version")
+    rng = groups_rng(seed=seed, namespace="limrank-embedding")
+    groups = query_groups(query_passages(rows), rng, negatives=None, backbone="the embedding backbone")
+    triples = [{"anchor": query, "positive": positive, "negative": negative}
+               for query, positive, negatives in groups for negative in negatives]
     rng.shuffle(triples)
     return triples
 

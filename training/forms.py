@@ -5,7 +5,7 @@ from django import forms
 
 from curation.models import DatasetVersion
 
-from .presets import BACKBONES, EDITABLE_FIELDS, FIELD_TYPES, PRESETS, SCHEDULERS, TrainingConfig, preset_values
+from .presets import BACKBONES, EDITABLE_FIELDS, FIELD_TYPES, LOSSES, PRESETS, SCHEDULERS, TrainingConfig, preset_values
 
 HELP = {
     "base_model": "a hub id (e.g. Qwen/Qwen2.5-7B) or a local model directory",
@@ -15,6 +15,8 @@ HELP = {
     "bf16": "used only where the GPU supports it; CPU runs in fp32",
     "save_steps": "checkpoint every N optimizer steps (a killed worker resumes from the last one)",
     "lora_target_modules": "all-linear, or a comma-separated list such as q_proj,v_proj",
+    "loss": "cross-encoder only: bce (each pair alone) or listwise (one positive against group size - 1 negatives)",
+    "group_size": "listwise loss: pairs per group (one positive, the rest the query's negatives)",
     "num_processes": "> 1 runs under accelerate launch on this many GPUs",
 }
 
@@ -38,6 +40,8 @@ class TrainingLaunchForm(forms.Form):
             label = name.replace("_", " ")
             if name == "backbone":
                 field = forms.ChoiceField(choices=[(b, b) for b in BACKBONES])
+            elif name == "loss":
+                field = forms.ChoiceField(choices=[(loss, loss) for loss in LOSSES])
             elif name == "lr_scheduler":
                 field = forms.ChoiceField(choices=[(s, s) for s in SCHEDULERS])
             elif typ == "bool":

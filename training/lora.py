@@ -5,8 +5,10 @@ so the web process never loads them).
    `curation.protocol` (plain text, no chat template; completion = "\n" + reasoning + "\n</think> true|false"),
    loss on the completion only, LoRA via peft. Scoring: `causal_lm_score_pairs`, the protocol's rule fed by
    transformers (`causal_lm_generate` / `causal_lm_force`).
-2. cross-encoder: AutoModelForSequenceClassification(num_labels=1) on (query, passage) pairs with binary
-   cross-entropy; score = sigmoid(logit).
+2. cross-encoder: AutoModelForSequenceClassification(num_labels=1) on (query, passage) pairs; score =
+   sigmoid(logit). Loss `bce`: binary cross-entropy on each pair. Loss `listwise`: localized contrastive
+   estimation (Gao, Dai & Callan, ECIR 2021): softmax cross-entropy over the logits of a group of one positive
+   and `group_size - 1` negatives of its query (`training.groups.listwise_groups`), the positive as target.
 
 Why transformers' Trainer and not TRL's SFTTrainer: TRL 1.16 appends EOS to every prompt-completion row and
 finds the completion boundary by re-tokenizing prompt+completion; here the prompt ends on the `<think>` token,
@@ -27,6 +29,7 @@ from typing import Any, Iterable, Protocol, Sequence
 from curation import protocol
 from curation.protocol import THINK_CLOSE, THINK_OPEN, passage_join, query_with_instruction
 
+from .groups import listwise_groups
 from .presets import TrainingConfig
 
 CONFIG_FILE = "training_config.json"
@@ -312,6 +315,42 @@ def _cross_collator(tokenizer, max_length: int):
     return collate
 
 
+def _listwise_collator(tokenizer, max_length: int, group_size: int):
+    """Groups -> their pairs flattened in group order (positive first); `labels` holds each group's target
+    (index 0), so the Trainer counts groups, not pairs, as the items of a batch."""
+    import torch
+
+    def collate(batch):
+        queries = [b["query"] for b in batch for _ in b["passages"]]
+        passages = [p for b in batch for p in b["passages"]]
+        if any(len(b["passages"]) != group_size for b in batch):
+            raise ValueError(f"every listwise group must hold {group_size} passages")
+        enc = tokenizer(queries, passages, padding=True, truncation="longest_first", max_length=max_length,
+                        return_tensors="pt")
+        enc["labels"] = torch.zeros(len(batch), dtype=torch.long)
+        return dict(enc)
+
+    return collate
+
+
+def _listwise_loss_func(group_size: int):
+    def loss(outputs, labels, num_items_in_batch=None):
+        return _listwise_loss(outputs["logits"], labels, group_size=group_size, num_items_in_batch=num_items_in_batch)
+
+    return loss
+
+
+def _listwise_loss(logits, labels, *, group_size: int, num_items_in_batch=None):
+    """Softmax cross-entropy of each group's logits against its positive; summed, divided by the groups of the
+    whole (accumulated) batch, as `_bce_loss` divides by its pairs."""
+    import torch.nn.functional as F
+
+    grouped = logits.float().reshape(-1, group_size)
+    loss = F.cross_entropy(grouped, labels.long(), reduction="sum")
+    denominator = num_items_in_batch if num_items_in_batch is not None else labels.numel()
+    return loss / denominator
+
+
 def _bce_loss(outputs, labels, num_items_in_batch=None):
     import torch.nn.functional as F
 
@@ -440,10 +479,17 @@ def train(
         loss_func = None
     elif config.backbone == "cross-encoder":
         tokenizer = tokenizer_load(config.base_model, add_think_tokens=False)
-        dataset = _ListDataset([cross_encoder_example(r) for r in rows])
-        collator = _cross_collator(tokenizer, config.max_length)
+        if config.loss == "listwise":
+            groups = listwise_groups(rows, seed=config.seed, group_size=config.group_size)
+            reporter.log(f"listwise loss: {len(groups)} groups of {config.group_size} pairs (one positive each)")
+            dataset = _ListDataset(groups)
+            collator = _listwise_collator(tokenizer, config.max_length, config.group_size)
+            loss_func = _listwise_loss_func(config.group_size)
+        else:
+            dataset = _ListDataset([cross_encoder_example(r) for r in rows])
+            collator = _cross_collator(tokenizer, config.max_length)
+            loss_func = _bce_loss
         model = _cross_model_for_training(config, dev)
-        loss_func = _bce_loss
     else:
         raise ValueError(f"unknown backbone {config.backbone!r}")
     reporter.log("model and data ready")
@@ -508,6 +554,7 @@ def train(
             "dataset_version_id": config.dataset_version_id, "global_step": state.global_step,
             "train_loss": metrics["train_loss"], "hyperparameters": config.hyperparameters(),
             "prompt": "rank1" if config.backbone == "causal-lm" else "cross-encoder pair",
+            **({"loss": config.loss} if config.backbone == "cross-encoder" else {}),
         }, indent=2))
         reporter.log(f"saved to {final_dir}")
     return result

@@ -42,6 +42,8 @@ def test_api_permissions_launch_validation_and_cancel(version, tiny_qwen_dir, dj
 
     bad = writer.post(url, {**body, "overrides": {"learning_rate": "fast", "bogus": 1}}, format="json")
     assert bad.status_code == 400 and {"learning_rate", "bogus"} <= set(bad.json())
+    bad = writer.post(url, {**body, "overrides": {"loss": "listwise"}}, format="json")  # cross-encoder only
+    assert bad.status_code == 400 and "cross-encoder" in str(bad.json()["loss"])
     assert writer.post(url, {**body, "dataset_version": 999999}, format="json").status_code == 400
 
     with mock.patch("training.tasks.training_job_execute_task.delay") as delay:
@@ -78,6 +80,7 @@ def test_pages_are_admin_only_and_launch_form_starts_from_presets(client, versio
     assert page.status_code == 200
     form = page.context["form"]
     assert form["learning_rate"].initial == 6e-5 and form["effective_batch_size"].initial == 128
+    assert [c for c, _ in form.fields["loss"].choices] == ["bce", "listwise"] and form["loss"].initial == "bce"
     assert client.get(reverse("training:job_launch"), {"preset": "released"}).context["form"]["epochs"].initial == 7.0
 
     values = {name: field.initial for name, field in form.fields.items() if field.initial is not None}
@@ -124,7 +127,12 @@ def test_train_command_validates_and_queues(version, tiny_qwen_dir, django_captu
     with mock.patch("training.tasks.training_job_execute_task.delay") as delay:
         with django_capture_on_commit_callbacks(execute=True):
             call_command("train", "--dataset-version", str(version.pk), "--backbone", "cross-encoder",
-                         "--preset", "cpu-demo-cross-encoder", "--set", "epochs=2", "--set", "max_length=64")
+                         "--preset", "cpu-demo-cross-encoder", "--set", "epochs=2", "--set", "max_length=64",
+                         "--set", "loss=listwise", "--set", "group_size=4")
     job = TrainingJob.objects.get()
     delay.assert_called_once_with(job.pk)
     assert job.backbone == "cross-encoder" and job.hyperparameters["epochs"] == 2.0 and job.hyperparameters["max_length"] == 64
+    assert job.hyperparameters["loss"] == "listwise" and job.hyperparameters["group_size"] == 4
+    with pytest.raises(CommandError, match="group_size"):
+        call_command("train", "--dataset-version", str(version.pk), "--preset", "cpu-demo-cross-encoder",
+                     "--set", "loss=listwise", "--set", "group_size=1")
