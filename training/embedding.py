@@ -17,12 +17,13 @@ sentence-transformers are imported inside functions (the web process never loads
 """
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from .groups import groups_rng, query_groups, query_passages
-from .lora import CONFIG_FILE, META_FILE, NullReporter, Reporter, TrainResult, _progress_callback_class, device_settings
+from .lora import (
+    NullReporter, Reporter, TrainResult, artifact_meta_write, device_settings, progress_callback_for,
+    trainer_run, training_arguments_common, training_dirs,
+)
 from .presets import TrainingConfig
 
 
@@ -60,16 +61,11 @@ def train(
     from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
     from sentence_transformers.losses import MultipleNegativesRankingLoss
     from sentence_transformers.training_args import BatchSamplers
-    from transformers import set_seed
-    from transformers.trainer_utils import get_last_checkpoint
 
     reporter = reporter or NullReporter()
     if not rows:
         raise ValueError("the dataset version has no members to train on")
-    out = Path(config.output_dir)
-    ckpt_dir, final_dir = out / "checkpoints", out / "final"
-    ckpt_dir.mkdir(parents=True, exist_ok=True)
-    set_seed(config.seed)
+    ckpt_dir, final_dir = training_dirs(config)
     dev = device_settings(config)
     triples = embedding_triples(rows, seed=config.seed)
     reporter.log(
@@ -83,61 +79,19 @@ def train(
     reporter.log("model and data ready")
 
     args = SentenceTransformerTrainingArguments(
-        output_dir=str(ckpt_dir),
-        per_device_train_batch_size=config.per_device_batch_size,
-        gradient_accumulation_steps=config.accumulation_steps,
-        learning_rate=config.learning_rate,
-        num_train_epochs=config.epochs,
-        max_steps=config.max_steps,
-        lr_scheduler_type=config.lr_scheduler,
-        warmup_steps=config.warmup_ratio,  # a float < 1 is a ratio of the total steps in transformers 5
-        weight_decay=config.weight_decay,
-        max_grad_norm=config.max_grad_norm,
-        logging_steps=config.logging_steps,
-        save_strategy="steps",
-        save_steps=config.save_steps,
-        save_total_limit=config.save_total_limit,
-        bf16=dev["bf16"],
-        use_cpu=not dev["cuda"],
-        seed=config.seed,
-        data_seed=config.seed,
-        report_to="none",
-        disable_tqdm=not foreground,
-        dataloader_num_workers=0,
+        **training_arguments_common(config, ckpt_dir=ckpt_dir, dev=dev, foreground=foreground),
         batch_sampler=BatchSamplers.NO_DUPLICATES,
     )
-    last = get_last_checkpoint(str(ckpt_dir)) if ckpt_dir.exists() else None
-    callback = _progress_callback_class()(reporter, resumed_from=Path(last).name if last else "")
-    callback.global_batch = config.global_batch_size
+    last, callback = progress_callback_for(ckpt_dir=ckpt_dir, reporter=reporter, config=config)
     trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=dataset, loss=loss,
                                          callbacks=[callback, *extra_callbacks])
-    if not foreground:
-        from transformers.trainer_callback import PrinterCallback
-
-        trainer.remove_callback(PrinterCallback)
-    if last:
-        reporter.log(f"resuming from {Path(last).name}")
-    output = trainer.train(resume_from_checkpoint=last)
-    state = trainer.state
-    metrics = dict(callback.metrics)
-    metrics["train_loss"] = float(output.training_loss) if output.training_loss is not None else None
-    metrics["triples"] = len(triples)
-    result = TrainResult(
-        output_dir=str(final_dir), global_step=state.global_step, total_steps=state.max_steps,
-        train_loss=metrics["train_loss"], cancelled=callback.cancelled, resumed_from=metrics.get("resumed_from", ""),
-        metrics=metrics,
-    )
-    if callback.cancelled:
-        reporter.log(f"cancelled at step {state.global_step}/{state.max_steps}")
+    result = trainer_run(trainer, callback=callback, last=last, reporter=reporter, foreground=foreground,
+                         final_dir=final_dir, triples=len(triples))
+    if result.cancelled:
         return result
     if trainer.is_world_process_zero():
         model.save(str(final_dir))  # modules.json, pooling, the transformer and its tokenizer
-        config.save(final_dir / CONFIG_FILE)
-        (final_dir / META_FILE).write_text(json.dumps({
-            "backbone": config.backbone, "base_model": config.base_model, "dataset_hash": config.dataset_hash,
-            "dataset_version_id": config.dataset_version_id, "global_step": state.global_step,
-            "train_loss": metrics["train_loss"], "hyperparameters": config.hyperparameters(),
-            "triples": len(triples), "prompt": "embedding (cosine)",
-        }, indent=2))
+        artifact_meta_write(config=config, final_dir=final_dir, result=result, triples=len(triples),
+                            prompt="embedding (cosine)")
         reporter.log(f"saved to {final_dir}")
     return result

@@ -442,6 +442,88 @@ def _cross_model_for_training(config: TrainingConfig, dev: dict):
 # ----------------------------------------------------------------------------- training
 
 
+def training_dirs(config: TrainingConfig) -> tuple[Path, Path]:
+    """(checkpoints, final) under the job's output_dir; seeds everything before data and model are built."""
+    from transformers import set_seed
+
+    out = Path(config.output_dir)
+    ckpt_dir, final_dir = out / "checkpoints", out / "final"
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    set_seed(config.seed)
+    return ckpt_dir, final_dir
+
+
+def training_arguments_common(config: TrainingConfig, *, ckpt_dir: Path, dev: dict, foreground: bool) -> dict:
+    """The Trainer arguments every backbone shares (transformers' Trainer and sentence-transformers' subclass)."""
+    return dict(
+        output_dir=str(ckpt_dir),
+        per_device_train_batch_size=config.per_device_batch_size,
+        gradient_accumulation_steps=config.accumulation_steps,
+        learning_rate=config.learning_rate,
+        num_train_epochs=config.epochs,
+        max_steps=config.max_steps,
+        lr_scheduler_type=config.lr_scheduler,
+        warmup_steps=config.warmup_ratio,  # a float < 1 is a ratio of the total steps in transformers 5
+        weight_decay=config.weight_decay,
+        max_grad_norm=config.max_grad_norm,
+        logging_steps=config.logging_steps,
+        save_strategy="steps",
+        save_steps=config.save_steps,
+        save_total_limit=config.save_total_limit,
+        bf16=dev["bf16"],
+        use_cpu=not dev["cuda"],
+        seed=config.seed,
+        data_seed=config.seed,
+        report_to="none",
+        disable_tqdm=not foreground,
+        dataloader_num_workers=0,
+    )
+
+
+def progress_callback_for(*, ckpt_dir: Path, reporter: Reporter, config: TrainingConfig):
+    """(last checkpoint or None, the progress callback): a retried job resumes from the last checkpoint."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    last = get_last_checkpoint(str(ckpt_dir)) if ckpt_dir.exists() else None
+    callback = _progress_callback_class()(reporter, resumed_from=Path(last).name if last else "")
+    callback.global_batch = config.global_batch_size
+    return last, callback
+
+
+def trainer_run(trainer, *, callback, last, reporter: Reporter, foreground: bool, final_dir: Path,
+                **extra_metrics) -> TrainResult:
+    """Train (resuming from `last`) and sum up; progress goes to the job row, not stdout, unless in the foreground."""
+    if not foreground:
+        from transformers.trainer_callback import PrinterCallback
+
+        trainer.remove_callback(PrinterCallback)
+    if last:
+        reporter.log(f"resuming from {Path(last).name}")
+    output = trainer.train(resume_from_checkpoint=last)
+    state = trainer.state
+    metrics = dict(callback.metrics)
+    metrics["train_loss"] = float(output.training_loss) if output.training_loss is not None else None
+    metrics.update(extra_metrics)
+    result = TrainResult(
+        output_dir=str(final_dir), global_step=state.global_step, total_steps=state.max_steps,
+        train_loss=metrics["train_loss"], cancelled=callback.cancelled, resumed_from=metrics.get("resumed_from", ""),
+        metrics=metrics,
+    )
+    if callback.cancelled:
+        reporter.log(f"cancelled at step {state.global_step}/{state.max_steps}")
+    return result
+
+
+def artifact_meta_write(*, config: TrainingConfig, final_dir: Path, result: TrainResult, **extra) -> None:
+    """training_config.json and limrank_artifact.json beside the saved model (the registry reads them)."""
+    config.save(final_dir / CONFIG_FILE)
+    (final_dir / META_FILE).write_text(json.dumps({
+        "backbone": config.backbone, "base_model": config.base_model, "dataset_hash": config.dataset_hash,
+        "dataset_version_id": config.dataset_version_id, "global_step": result.global_step,
+        "train_loss": result.train_loss, "hyperparameters": config.hyperparameters(), **extra,
+    }, indent=2))
+
+
 def train(
     *,
     config: TrainingConfig,
@@ -452,16 +534,12 @@ def train(
 ) -> TrainResult:
     """Train `config.backbone` on dataset-version member rows; resumes from the last checkpoint in
     `output_dir/checkpoints` when there is one. Writes the result to `output_dir/final`."""
-    from transformers import Trainer, TrainingArguments, set_seed
-    from transformers.trainer_utils import get_last_checkpoint
+    from transformers import Trainer, TrainingArguments
 
     reporter = reporter or NullReporter()
     if not rows:
         raise ValueError("the dataset version has no members to train on")
-    out = Path(config.output_dir)
-    ckpt_dir, final_dir = out / "checkpoints", out / "final"
-    ckpt_dir.mkdir(parents=True, exist_ok=True)
-    set_seed(config.seed)
+    ckpt_dir, final_dir = training_dirs(config)
     dev = device_settings(config)
     reporter.log(
         f"backbone {config.backbone}, base {config.base_model}, {len(rows)} examples, device "
@@ -495,67 +573,27 @@ def train(
     reporter.log("model and data ready")
 
     args = TrainingArguments(
-        output_dir=str(ckpt_dir),
-        per_device_train_batch_size=config.per_device_batch_size,
-        gradient_accumulation_steps=config.accumulation_steps,
-        learning_rate=config.learning_rate,
-        num_train_epochs=config.epochs,
-        max_steps=config.max_steps,
-        lr_scheduler_type=config.lr_scheduler,
-        warmup_steps=config.warmup_ratio,  # a float < 1 is a ratio of the total steps in transformers 5
-        weight_decay=config.weight_decay,
-        max_grad_norm=config.max_grad_norm,
-        logging_steps=config.logging_steps,
-        save_strategy="steps",
-        save_steps=config.save_steps,
-        save_total_limit=config.save_total_limit,
-        bf16=dev["bf16"],
-        use_cpu=not dev["cuda"],
-        seed=config.seed,
-        data_seed=config.seed,
-        report_to="none",
-        disable_tqdm=not foreground,
+        **training_arguments_common(config, ckpt_dir=ckpt_dir, dev=dev, foreground=foreground),
         remove_unused_columns=False,
-        dataloader_num_workers=0,
         include_num_input_tokens_seen="non_padding",
         ddp_find_unused_parameters=False if config.num_processes > 1 else None,
     )
-    last = get_last_checkpoint(str(ckpt_dir)) if ckpt_dir.exists() else None
-    callback = _progress_callback_class()(reporter, resumed_from=Path(last).name if last else "")
-    callback.global_batch = config.global_batch_size
+    last, callback = progress_callback_for(ckpt_dir=ckpt_dir, reporter=reporter, config=config)
     trainer = Trainer(
         model=model, args=args, train_dataset=dataset, data_collator=collator, processing_class=tokenizer,
         compute_loss_func=loss_func, callbacks=[callback, *extra_callbacks],
     )
-    if not foreground:
-        from transformers.trainer_callback import PrinterCallback
-
-        trainer.remove_callback(PrinterCallback)  # progress goes to the job row, not stdout
-    if last:
-        reporter.log(f"resuming from {Path(last).name}")
-    output = trainer.train(resume_from_checkpoint=last)
-    state = trainer.state
-    metrics = dict(callback.metrics)
-    metrics["train_loss"] = float(output.training_loss) if output.training_loss is not None else None
-    result = TrainResult(
-        output_dir=str(final_dir), global_step=state.global_step, total_steps=state.max_steps,
-        train_loss=metrics["train_loss"], cancelled=callback.cancelled, resumed_from=metrics.get("resumed_from", ""),
-        metrics=metrics,
-    )
-    if callback.cancelled:
-        reporter.log(f"cancelled at step {state.global_step}/{state.max_steps}")
+    result = trainer_run(trainer, callback=callback, last=last, reporter=reporter, foreground=foreground,
+                         final_dir=final_dir)
+    if result.cancelled:
         return result
     trainer.save_model(str(final_dir))  # adapter (peft) or full model, plus the tokenizer; main process only
     if trainer.is_world_process_zero():
         tokenizer.save_pretrained(str(final_dir))
-        config.save(final_dir / CONFIG_FILE)
-        (final_dir / META_FILE).write_text(json.dumps({
-            "backbone": config.backbone, "base_model": config.base_model, "dataset_hash": config.dataset_hash,
-            "dataset_version_id": config.dataset_version_id, "global_step": state.global_step,
-            "train_loss": metrics["train_loss"], "hyperparameters": config.hyperparameters(),
-            "prompt": "rank1" if config.backbone == "causal-lm" else "cross-encoder pair",
-            **({"loss": config.loss} if config.backbone == "cross-encoder" else {}),
-        }, indent=2))
+        artifact_meta_write(
+            config=config, final_dir=final_dir, result=result,
+            prompt="rank1" if config.backbone == "causal-lm" else "cross-encoder pair",
+            **({"loss": config.loss} if config.backbone == "cross-encoder" else {}))
         reporter.log(f"saved to {final_dir}")
     return result
 
