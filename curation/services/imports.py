@@ -117,23 +117,7 @@ def _read_bytes(file, filename: str) -> bytes:
 
 def _lines(data: bytes, filename: str) -> Iterator[tuple[int, str]]:
     """(1-based line number, decoded line) for every non-blank line; strict UTF-8 with the line named."""
-    if data.startswith(b"\xef\xbb\xbf"):
-        data = data[3:]
-    for number, raw in enumerate(data.split(b"\n"), start=1):
-        if len(raw) > MAX_LINE_BYTES:
-            raise ImportValidationError(
-                f"line is {len(raw):,} bytes, more than the {MAX_LINE_BYTES:,} allowed", line=number, filename=filename
-            )
-        if raw.endswith(b"\r"):
-            raw = raw[:-1]
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise ImportValidationError(
-                f"not valid UTF-8 (byte 0x{raw[exc.start]:02x} at column {exc.start + 1})", line=number, filename=filename
-            ) from None
-        if text.strip():
-            yield number, text
+    return _lines_streamed(io.BytesIO(data), filename)
 
 
 @contextlib.contextmanager
@@ -167,7 +151,7 @@ def _open_stream(file, filename: str):
 
 
 def _lines_streamed(stream, filename: str) -> Iterator[tuple[int, str]]:
-    """_lines over a stream, one line in memory at a time (the file's size is checked as it is read)."""
+    """Non-blank lines of a stream, one in memory at a time (the file's size is checked as it is read)."""
     read = 0
     number = 0
     while True:
