@@ -51,7 +51,9 @@ def make_version(dataset_id: int, n: int):
                FROM (SELECT * FROM curation_example WHERE dataset_id = %s ORDER BY id LIMIT %s) e
                JOIN curation_generatedquery q ON q.id = e.query_id JOIN curation_passage p ON p.id = e.passage_id""",
             [version.pk, dataset_id, n])
-        cur.execute("ANALYZE curation_datasetversionmember")
+        # VACUUM sets the new rows' hint bits now: otherwise whichever reads them first (the COPY reference) pays
+        # for writing them, which made COPY look two to three times slower at 1M than it is.
+        cur.execute("VACUUM (ANALYZE) curation_datasetversionmember")
     return version
 
 
@@ -138,7 +140,8 @@ def main(argv=None):
         small, big = make_version(dataset_id, small_n), make_version(dataset_id, args.examples)
         versions = [small, big]
         for name, version in (("small", small), ("big", big)):
-            copy_rate, copy_bytes = copy_rows_per_s(version)
+            # The fastest of three COPYs: the reference the render is held to is the database at its best.
+            copy_rate, copy_bytes = max(copy_rows_per_s(version) for _ in range(3))
             rate, size, rss = render(version, args.format)
             report[name] = {"members": version.example_count, "copy_rows_per_s": round(copy_rate),
                             "copy_bytes": copy_bytes, "render_rows_per_s": round(rate), "file_bytes": size,

@@ -40,6 +40,7 @@ FIELDS = (
 )
 CHUNK_ROWS = 1000
 PARQUET_ROW_GROUP = 5_000
+_WRITEBACK_BYTES = 32 << 20
 _RANK1_FIELDS = ("query_text", "instruction", "passage_title", "passage_text", "reasoning_trace", "label")
 _PARTIAL_SUFFIX = ".partial"
 
@@ -71,14 +72,17 @@ def _line(obj: dict) -> bytes:
 # prompt_versions is stored as JSON: its text goes into the line as it is (orjson.Fragment), not decoded and encoded
 # again, which was a third of the encoder's time.
 _JSONL_COLUMNS = tuple("prompt_versions_json" if f == "prompt_versions" else f for f in FIELDS)
-_PV = FIELDS.index("prompt_versions")
 
 
 def jsonl_blocks(version: DatasetVersion) -> Iterator[bytes]:
     """Every member as one JSON object per line, keys in FIELDS order."""
     for rows in member_rows(version, fields=_JSONL_COLUMNS):
-        yield b"".join(_line(dict(zip(FIELDS, (*row[:_PV], orjson.Fragment(row[_PV]), *row[_PV + 1:]))))
-                       for row in rows)
+        lines = []
+        for row in rows:
+            obj = dict(zip(FIELDS, row))
+            obj["prompt_versions"] = orjson.Fragment(obj["prompt_versions"])
+            lines.append(_line(obj))
+        yield b"".join(lines)
 
 
 def rank1_blocks(version: DatasetVersion) -> Iterator[bytes]:
@@ -127,8 +131,25 @@ def _write(version: DatasetVersion, fmt: str, file: BinaryIO) -> None:
         return parquet_write(version, file)
     else:
         raise ValueError(f"unknown export format {fmt!r}; one of {', '.join(FORMATS)}")
+    flushed = 0
     for block in blocks:
         file.write(block)
+        if file.tell() - flushed >= _WRITEBACK_BYTES:
+            flushed = _writeback_start(file, flushed)
+
+
+def _writeback_start(file: BinaryIO, start: int) -> int:
+    """Hand the bytes written since `start` to the disk now, without waiting; returns the new start.
+
+    Otherwise a large render fills the page cache with dirty pages: the kernel then throttles the writer, and the
+    fsync before the rename writes everything at once (half of a 1M-member render's time). PostgreSQL paces its own
+    writes the same way (backend_flush_after); Python has no sync_file_range, and POSIX_FADV_DONTNEED starts the
+    writeback of dirty pages on Linux."""
+    file.flush()
+    end = file.tell()
+    if hasattr(os, "posix_fadvise"):
+        os.posix_fadvise(file.fileno(), start, end - start, os.POSIX_FADV_DONTNEED)
+    return end
 
 
 # ---------------------------------------------------------------- files
