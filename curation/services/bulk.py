@@ -33,6 +33,19 @@ def bulk_ids_reserve(*, model: type[models.Model], n: int) -> list[int]:
         return [r[0] for r in cur.fetchall()]
 
 
+def bulk_statistics_refresh(*, models_: Sequence[type[models.Model]]) -> None:
+    """ANALYZE the models' tables (PostgreSQL; a no-op elsewhere). Inside a transaction ANALYZE samples the rows
+    that transaction wrote, so a long write can take its own statistics: without them the planner guesses, and for
+    rows just copied in it guesses badly (`query_id IS NULL` estimated at a few hundred rows, so each hash lookup
+    scanned every imported passage through the query_id index and an import grew quadratic in its size)."""
+    if connection.vendor != "postgresql":
+        return
+    qn = connection.ops.quote_name
+    with connection.cursor() as cur:
+        for model in models_:
+            cur.execute(f"ANALYZE {qn(model._meta.db_table)}")
+
+
 def _defaults(model: type[models.Model], named: Sequence[str]) -> list[tuple[models.Field, object]]:
     """(field, value) for every concrete column the caller leaves out (the primary key aside)."""
     now = timezone.now()

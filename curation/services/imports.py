@@ -34,7 +34,7 @@ from curation.protocol import INSTRUCTION as RANK1_INSTRUCTION
 from curation.hashing import example_content_hash, text_hash
 from limrank_app.text import text_problem
 from curation.models import Dataset, Example, GeneratedQuery, Passage, Persona, SeedQuery
-from curation.services.bulk import bulk_insert
+from curation.services.bulk import bulk_insert, bulk_statistics_refresh
 
 # Limits that keep a broken or hostile file from filling the database. Fields have their own limits (so the
 # error names the field); a line past MAX_LINE_BYTES is rejected before it is parsed at all.
@@ -450,32 +450,43 @@ def _examples_write(*, rows: Iterable[dict], filename: str, origin: str, dataset
                     details: dict | None = None) -> ImportResult:
     """Write parsed example rows in one transaction, IMPORT_CHUNK at a time; rows whose content hash exists (in the
     database, which includes the chunks already written, or earlier in the chunk) are counted as duplicates and
-    skipped. Memory: one chunk of rows, plus a 16-byte key and an id per distinct query and passage of the file."""
-    result = ImportResult(kind="examples", filename=filename, details={"origin": origin, "status": status, **(details or {})})
-    query_ids: dict[bytes, int] = {}
-    passage_ids: dict[tuple[bytes, str], int] = {}
+    skipped. Memory: one chunk of rows, whatever the file's size (queries and passages are found in the database)."""
+    result = ImportResult(kind="examples", filename=filename,
+                          details={"origin": origin, "status": status, **(details or {}), "queries": 0, "passages": 0})
     dataset_id = dataset.pk if dataset is not None else None
     with transaction.atomic():
         chunk: list[dict] = []
+        written = 0
         for row in rows:
             chunk.append(row)
             if len(chunk) >= IMPORT_CHUNK:
-                _examples_chunk_write(chunk, result=result, query_ids=query_ids, passage_ids=passage_ids,
-                                      origin=origin, dataset_id=dataset_id, status=status)
+                _examples_chunk_write(chunk, result=result, origin=origin, dataset_id=dataset_id, status=status)
                 chunk = []
+                written += 1
+                # The lookups of the next chunks find rows this transaction wrote; the planner needs statistics that
+                # count them (see bulk_statistics_refresh). Taken after chunks 1, 2, 4, 8, ...: a few ANALYZEs of a
+                # 30,000-row sample each, whatever the file's size.
+                if written & (written - 1) == 0:
+                    bulk_statistics_refresh(models_=(GeneratedQuery, Passage, Example))
         if chunk:
-            _examples_chunk_write(chunk, result=result, query_ids=query_ids, passage_ids=passage_ids,
-                                  origin=origin, dataset_id=dataset_id, status=status)
-        result.details.update(queries=len(query_ids), passages=len(passage_ids))
+            _examples_chunk_write(chunk, result=result, origin=origin, dataset_id=dataset_id, status=status)
     return result
 
 
-def _key(*parts: str) -> bytes:
-    return bytes.fromhex(text_hash(*parts))[:16]
+def _imported_ids(model, *, hashes: Iterable[str], keys: set[tuple], fields: tuple[str, ...], **scope) -> dict[tuple, int]:
+    """Ids of the imported rows (`scope`) whose `fields` are one of `keys`, found by their indexed text_hash; the
+    oldest row of a key wins, so every import resolves a key to the same row."""
+    hashes = sorted(set(hashes))
+    found: dict[tuple, int] = {}
+    for i in range(0, len(hashes), LOOKUP_CHUNK):
+        candidates = model.objects.filter(text_hash__in=hashes[i : i + LOOKUP_CHUNK], **scope).values_list("pk", *fields)
+        for pk, *values in candidates.order_by("-pk"):
+            if tuple(values) in keys:
+                found[tuple(values)] = pk
+    return found
 
 
-def _examples_chunk_write(chunk: list[dict], *, result: ImportResult, query_ids: dict, passage_ids: dict, origin: str,
-                          dataset_id, status: str) -> None:
+def _examples_chunk_write(chunk: list[dict], *, result: ImportResult, origin: str, dataset_id, status: str) -> None:
     result.lines += len(chunk)
     for row in chunk:
         full_query = f"{row['query']} {row['instruction']}".strip()
@@ -489,20 +500,29 @@ def _examples_chunk_write(chunk: list[dict], *, result: ImportResult, query_ids:
             continue
         existing.add(row["hash"])
         fresh.append(row)
-    # One query row per distinct (query, instruction) and one passage row per distinct (title, passage, kind) of
-    # the file. Written through curation.services.bulk: COPY on PostgreSQL, bulk_create in batches elsewhere.
-    new_queries: dict[bytes, tuple] = {}
-    new_passages: dict[tuple[bytes, str], tuple] = {}
+    if not fresh:
+        return
+    # One query row per distinct (query, instruction) and one passage row per distinct (title, passage, kind) among
+    # imported data: rows of earlier chunks and imports are found in the database (the pipeline's own queries and
+    # passages, which carry their run and query, are never matched), the rest written through
+    # curation.services.bulk (COPY on PostgreSQL, bulk_create in batches elsewhere).
     for row in fresh:
-        qkey = _key(row["query"], row["instruction"])
-        if qkey not in query_ids and qkey not in new_queries:
-            new_queries[qkey] = (GeneratedQuery.Variant.ORIGINAL, row["domain"], row["query"], row["instruction"],
-                                 text_hash(row["query"]))
-        kind = Passage.Kind.POSITIVE if row["label"] else Passage.Kind.HARD_NEGATIVE
-        pkey = (_key(row["title"], row["passage"]), kind)
-        if pkey not in passage_ids and pkey not in new_passages:
-            new_passages[pkey] = (row["title"], row["passage"], kind, origin, text_hash(row["passage"]))
-        row["qkey"], row["pkey"] = qkey, pkey
+        row["qkey"] = (row["query"], row["instruction"])
+        row["pkey"] = (row["title"], row["passage"], Passage.Kind.POSITIVE if row["label"] else Passage.Kind.HARD_NEGATIVE)
+        row["qhash"], row["phash"] = text_hash(row["query"]), text_hash(row["passage"])
+    query_ids = _imported_ids(
+        GeneratedQuery, hashes=(r["qhash"] for r in fresh), keys={r["qkey"] for r in fresh}, fields=("text", "instruction"),
+        variant=GeneratedQuery.Variant.ORIGINAL, generation_run__isnull=True, seed__isnull=True, persona__isnull=True)
+    passage_ids = _imported_ids(
+        Passage, hashes=(r["phash"] for r in fresh), keys={r["pkey"] for r in fresh}, fields=("title", "text", "kind"),
+        source=origin, query__isnull=True)
+    new_queries: dict[tuple, tuple] = {}
+    new_passages: dict[tuple, tuple] = {}
+    for r in fresh:
+        if r["qkey"] not in query_ids:
+            new_queries.setdefault(r["qkey"], (GeneratedQuery.Variant.ORIGINAL, r["domain"], r["query"], r["instruction"], r["qhash"]))
+        if r["pkey"] not in passage_ids:
+            new_passages.setdefault(r["pkey"], (r["title"], r["passage"], r["pkey"][2], origin, r["phash"]))
     if new_queries:
         query_ids.update(zip(new_queries, bulk_insert(
             model=GeneratedQuery, fields=("variant", "domain", "text", "instruction", "text_hash"),
@@ -511,13 +531,14 @@ def _examples_chunk_write(chunk: list[dict], *, result: ImportResult, query_ids:
         passage_ids.update(zip(new_passages, bulk_insert(
             model=Passage, fields=("title", "text", "kind", "source", "text_hash"), rows=list(new_passages.values()),
             ids=True)))
-    if fresh:
-        result.created += bulk_insert(
-            model=Example,
-            fields=("dataset_id", "query_id", "passage_id", "intended_label", "reasoning_trace", "reasoner_judgment",
-                    "origin", "status", "content_hash"),
-            rows=((dataset_id, query_ids[row["qkey"]], passage_ids[row["pkey"]], row["label"], row["reasoning"],
-                   row["label"] if row["reasoning"] else None, origin, status, row["hash"]) for row in fresh))
+    result.details["queries"] += len(new_queries)
+    result.details["passages"] += len(new_passages)
+    result.created += bulk_insert(
+        model=Example,
+        fields=("dataset_id", "query_id", "passage_id", "intended_label", "reasoning_trace", "reasoner_judgment",
+                "origin", "status", "content_hash"),
+        rows=((dataset_id, query_ids[row["qkey"]], passage_ids[row["pkey"]], row["label"], row["reasoning"],
+               row["label"] if row["reasoning"] else None, origin, status, row["hash"]) for row in fresh))
 
 
 # ---------------------------------------------------------------- the authors' released training data
