@@ -37,7 +37,10 @@ def bulk_statistics_refresh(*, models_: Sequence[type[models.Model]]) -> None:
     """ANALYZE the models' tables (PostgreSQL; a no-op elsewhere). Inside a transaction ANALYZE samples the rows
     that transaction wrote, so a long write can take its own statistics: without them the planner guesses, and for
     rows just copied in it guesses badly (`query_id IS NULL` estimated at a few hundred rows, so each hash lookup
-    scanned every imported passage through the query_id index and an import grew quadratic in its size)."""
+    scanned every imported passage through the query_id index and an import grew quadratic in its size).
+    Its lock (SHARE UPDATE EXCLUSIVE) is held until the caller commits: reads and writes go on, but a second long
+    import waits at its first ANALYZE for the first to commit (it already waited on any example both import: content
+    hashes are unique)."""
     if connection.vendor != "postgresql":
         return
     qn = connection.ops.quote_name
